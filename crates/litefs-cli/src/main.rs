@@ -1,0 +1,3 @@
+fn main() {
+    println!("litefs {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,1 @@
+//! The litefs-rs node engine.

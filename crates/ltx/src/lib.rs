@@ -1,0 +1,1 @@
+//! LTX v1 file format.
