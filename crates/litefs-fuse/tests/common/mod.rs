@@ -1,0 +1,98 @@
+//! A real mount in a temp dir, for tests that drive SQLite clients
+//! through it.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use litefs::store::{Store, StoreOptions};
+use litefs_fuse::{Mount, MountOptions};
+
+pub struct TestMount {
+    pub data: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
+    pub store: Arc<Store>,
+    pub mount: Option<Mount>,
+}
+
+impl TestMount {
+    pub fn new(primary: bool) -> TestMount {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("litefs=trace,litefs_fuse=trace")
+            .try_init();
+        let data = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = TestMount {
+            data,
+            dir,
+            store: Arc::new(open_store(Path::new("/nonexistent"))),
+            mount: None,
+        };
+        t.store = Arc::new(open_store(t.data.path()));
+        t.store.set_primary(primary);
+        t.mount = Some(
+            litefs_fuse::mount(t.store.clone(), t.dir.path(), &MountOptions::default()).unwrap(),
+        );
+        t
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Unmounts, closes and reopens the store (recovery runs), mounts again.
+    pub fn remount(&mut self, primary: bool) {
+        self.mount.take().unwrap().unmount();
+        self.store.close().unwrap();
+        self.store = Arc::new(open_store(self.data.path()));
+        self.store.set_primary(primary);
+        self.mount = Some(
+            litefs_fuse::mount(
+                self.store.clone(),
+                self.dir.path(),
+                &MountOptions::default(),
+            )
+            .unwrap(),
+        );
+    }
+
+    pub fn db_file(&self, name: &str) -> PathBuf {
+        self.data.path().join("dbs").join(name).join("database")
+    }
+
+    /// Replays every LTX file of `name` into an empty file, checking each
+    /// chains onto the previous, and returns the bytes.
+    pub fn replay(&self, name: &str) -> Vec<u8> {
+        let db = self.store.db(name).unwrap();
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut checksum = 0;
+        let mut txid = 0;
+        for e in db.ltx_log().list().unwrap() {
+            assert_eq!(e.min_txid, txid + 1, "gap before {}", e.path.display());
+            let f = BufReader::new(File::open(&e.path).unwrap());
+            let (_, t) = ltx::apply_verified(f, &mut out, checksum).unwrap();
+            checksum = t.post_apply_checksum;
+            txid = e.max_txid;
+        }
+        assert_eq!(db.pos().txid, txid);
+        assert_eq!(db.pos().post_apply_checksum, checksum);
+        out.into_inner()
+    }
+}
+
+impl Drop for TestMount {
+    fn drop(&mut self) {
+        if let Some(m) = self.mount.take() {
+            m.unmount();
+        }
+    }
+}
+
+pub fn open_store(data: &Path) -> Store {
+    let mut opts = StoreOptions::new(data);
+    opts.skip_sync = true;
+    Store::open(opts).unwrap_or_else(|e| panic!("open store {}: {e}", data.display()))
+}

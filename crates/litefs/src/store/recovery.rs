@@ -1,0 +1,327 @@
+//! Startup: bring a database directory to a known position before anything
+//! reads it. Removes torn temp files, verifies the newest LTX file, lets
+//! SQLite itself roll back a hot journal or checkpoint a leftover WAL, then
+//! reconciles the database with the log: equal to the last transaction,
+//! rolled forward when the crash came between the LTX file and SQLite's
+//! commit point, and an error naming both checksums otherwise.
+//!
+//! The full database checksum is skipped when the previous shutdown was
+//! clean and nothing was left behind (see `PosHint`).
+
+use std::fs::{self, File};
+use std::io::BufReader;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::store::db::{FileKind, Recovered};
+use crate::store::error::{IoContext, Result, StoreError};
+use crate::store::ltxlog::{now_ms, sync_dir, LtxEntry, LtxLog};
+use crate::store::pos::Pos;
+use crate::store::sqlite::db_header_page_size;
+
+/// `dbs/<db>/pos`: the position at the last clean shutdown. A hint only:
+/// it lets startup skip the full checksum when it matches the log, and it
+/// is rewritten without the clean mark as soon as the database opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PosHint {
+    pub pos: Pos,
+    pub clean: bool,
+}
+
+impl PosHint {
+    pub fn read(path: &Path) -> Option<PosHint> {
+        let text = fs::read_to_string(path).ok()?;
+        let mut lines = text.lines();
+        let pos = Pos::parse(lines.next()?).ok()?;
+        Some(PosHint {
+            pos,
+            clean: lines.next() == Some("clean"),
+        })
+    }
+
+    pub fn write(path: &Path, pos: Pos, clean: bool, sync: bool) -> Result<()> {
+        let body = format!("{pos}\n{}", if clean { "clean\n" } else { "" });
+        crate::store::ltxlog::write_hint(path, body.as_bytes())?;
+        if sync {
+            File::open(path).and_then(|f| f.sync_all()).at(path)?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct RecoverOptions {
+    pub strict_verify: bool,
+    pub compress: bool,
+    pub node_id: u64,
+    pub sync: bool,
+}
+
+pub(crate) fn recover(
+    name: &str,
+    dir: &Path,
+    log: &LtxLog,
+    opts: &RecoverOptions,
+) -> Result<Recovered> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        db: name.to_string(),
+        reason,
+    };
+    let removed = log.remove_temp_files()?;
+    if removed > 0 {
+        tracing::info!(
+            db = name,
+            removed,
+            "removed unfinished LTX files left by a crash"
+        );
+    }
+    let db_path = dir.join(FileKind::Database.data_file_name());
+    if !db_path.exists() {
+        File::create(&db_path).at(&db_path)?;
+    }
+
+    let last = match log.last()? {
+        Some(entry) => Some(verify_ltx(name, &entry)?),
+        None => None,
+    };
+
+    let leftovers = [FileKind::Journal, FileKind::Wal].into_iter().any(|k| {
+        fs::metadata(dir.join(k.data_file_name()))
+            .map(|m| m.len() > 0)
+            .unwrap_or(false)
+    });
+    if leftovers {
+        tracing::info!(
+            db = name,
+            "recovering journal/WAL left by an unclean shutdown"
+        );
+        sqlite_recover(name, dir)?;
+    }
+    remove_if_exists(&dir.join(FileKind::Shm.data_file_name()))?;
+    for k in [FileKind::Journal, FileKind::Wal] {
+        // Empty or non-hot leftovers carry nothing.
+        remove_if_exists(&dir.join(k.data_file_name()))?;
+    }
+
+    let hint_path = dir.join("pos");
+    let hint = PosHint::read(&hint_path);
+    let db_len = fs::metadata(&db_path).at(&db_path)?.len();
+    let page_size = read_page_size(&db_path)?;
+
+    if let (Some((_, h, t)), Some(hint), false, false) =
+        (&last, hint, leftovers, opts.strict_verify)
+    {
+        let fits = hint.clean
+            && hint.pos == Pos::new(h.max_txid, t.post_apply_checksum)
+            && db_len == h.commit as u64 * h.page_size as u64;
+        if fits {
+            PosHint::write(&hint_path, hint.pos, false, opts.sync)?;
+            return Ok(Recovered {
+                pos: hint.pos,
+                commit: h.commit,
+                page_size: h.page_size,
+                checksum: ltx::DbChecksum::from_value(t.post_apply_checksum),
+            });
+        }
+    }
+
+    tracing::info!(db = name, bytes = db_len, "verifying database checksum");
+    let checksum = full_checksum(&db_path, page_size)?;
+    let rec = match &last {
+        None if db_len == 0 => Recovered {
+            pos: Pos::default(),
+            commit: 0,
+            page_size,
+            checksum: ltx::DbChecksum::new(),
+        },
+        None => {
+            // A database without a log (imported by hand, or its ltx/
+            // directory removed as the documented way out of a corrupt
+            // file): start the log with a snapshot, keeping TXIDs rising.
+            let txid = hint.map(|h| h.pos.txid).unwrap_or(0).max(1);
+            write_snapshot(&db_path, log, page_size, txid, opts)?;
+            tracing::warn!(db = name, txid, "database had no LTX files; wrote a snapshot to start the log");
+            Recovered {
+                pos: Pos::new(txid, checksum),
+                commit: (db_len / page_size as u64) as u32,
+                page_size,
+                checksum: ltx::DbChecksum::from_value(checksum),
+            }
+        }
+        Some((entry, h, t)) if checksum == t.post_apply_checksum => {
+            let _ = entry;
+            Recovered {
+                pos: Pos::new(h.max_txid, t.post_apply_checksum),
+                commit: h.commit,
+                page_size: h.page_size,
+                checksum: ltx::DbChecksum::from_value(checksum),
+            }
+        }
+        Some((entry, h, t)) if !h.is_snapshot() && checksum == h.pre_apply_checksum => {
+            tracing::info!(db = name, txid = h.max_txid, "rolling forward the last transaction, logged before the crash");
+            apply_file(&entry.path, &db_path, h)?;
+            let after = full_checksum(&db_path, h.page_size)?;
+            if after != t.post_apply_checksum {
+                return Err(corrupt(format!(
+                    "rolling forward {} gave checksum {after:016x}, expected {:016x}",
+                    entry.path.display(),
+                    t.post_apply_checksum
+                )));
+            }
+            Recovered {
+                pos: Pos::new(h.max_txid, after),
+                commit: h.commit,
+                page_size: h.page_size,
+                checksum: ltx::DbChecksum::from_value(after),
+            }
+        }
+        Some((entry, h, t)) => {
+            return Err(corrupt(format!(
+                "database checksum {checksum:016x} matches neither TXID {} ({:016x}, from {}) nor the state before it; \
+                 the database file was changed outside litefs. To keep the database file as it is and restart the \
+                 log from it, move {} aside and start again",
+                h.max_txid,
+                t.post_apply_checksum,
+                entry.path.display(),
+                log.dir().display()
+            )))
+        }
+    };
+    PosHint::write(&hint_path, rec.pos, false, opts.sync)?;
+    Ok(rec)
+}
+
+fn verify_ltx(name: &str, entry: &LtxEntry) -> Result<(LtxEntry, ltx::Header, ltx::Trailer)> {
+    let f = File::open(&entry.path).at(&entry.path)?;
+    let (h, t) = ltx::verify(BufReader::new(f)).map_err(|e| StoreError::Corrupt {
+        db: name.to_string(),
+        reason: format!(
+            "LTX file {} is invalid: {e}. Move it aside and start again; litefs then checks the database \
+             against the file before it",
+            entry.path.display()
+        ),
+    })?;
+    Ok((entry.clone(), h, t))
+}
+
+fn read_page_size(db_path: &Path) -> Result<u32> {
+    let f = File::open(db_path).at(db_path)?;
+    let mut hdr = [0u8; 100];
+    let n = crate::store::db::read_full_at(&f, 0, &mut hdr).at(db_path)?;
+    if n == 0 {
+        return Ok(0);
+    }
+    db_header_page_size(&hdr[..n]).ok_or_else(|| StoreError::Corrupt {
+        db: db_path.display().to_string(),
+        reason: "not a SQLite database: its header has no valid page size".into(),
+    })
+}
+
+fn full_checksum(db_path: &Path, page_size: u32) -> Result<u64> {
+    if page_size == 0 {
+        return Ok(ltx::DbChecksum::new().value());
+    }
+    let f = File::open(db_path).at(db_path)?;
+    ltx::database_checksum(BufReader::with_capacity(1 << 20, f), page_size).map_err(|source| {
+        StoreError::Ltx {
+            path: db_path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+fn apply_file(ltx_path: &Path, db_path: &Path, h: &ltx::Header) -> Result<()> {
+    let src = File::open(ltx_path).at(ltx_path)?;
+    let mut dec = ltx::Decoder::new(BufReader::new(src)).map_err(|source| StoreError::Ltx {
+        path: ltx_path.to_path_buf(),
+        source,
+    })?;
+    let db = fs::OpenOptions::new()
+        .write(true)
+        .open(db_path)
+        .at(db_path)?;
+    let ps = h.page_size as u64;
+    let mut buf = vec![0u8; h.page_size as usize];
+    loop {
+        let next = dec.next_page(&mut buf).map_err(|source| StoreError::Ltx {
+            path: ltx_path.to_path_buf(),
+            source,
+        })?;
+        let Some(pgno) = next else { break };
+        db.write_all_at(&buf, (pgno as u64 - 1) * ps).at(db_path)?;
+    }
+    dec.finish().map_err(|source| StoreError::Ltx {
+        path: ltx_path.to_path_buf(),
+        source,
+    })?;
+    db.set_len(h.commit as u64 * ps).at(db_path)?;
+    db.sync_all().at(db_path)
+}
+
+fn write_snapshot(
+    db_path: &Path,
+    log: &LtxLog,
+    page_size: u32,
+    txid: u64,
+    opts: &RecoverOptions,
+) -> Result<()> {
+    fs::create_dir_all(log.dir()).at(log.dir())?;
+    let path = log.path_for(1, txid);
+    let tmp = path.with_extension("ltx.tmp");
+    let src = File::open(db_path).at(db_path)?;
+    let out = File::create(&tmp).at(&tmp)?;
+    ltx::encode_snapshot(
+        BufReader::with_capacity(1 << 20, src),
+        std::io::BufWriter::with_capacity(1 << 20, &out),
+        page_size,
+        txid,
+        now_ms(),
+        opts.node_id,
+        opts.compress,
+    )
+    .map_err(|source| StoreError::Ltx {
+        path: tmp.clone(),
+        source,
+    })?;
+    out.sync_all().at(&tmp)?;
+    fs::rename(&tmp, &path).at(&path)?;
+    sync_dir(log.dir())
+}
+
+/// Lets SQLite apply its own recovery (hot journal rollback, WAL replay and
+/// checkpoint) on the data dir's files, under SQLite's file names.
+fn sqlite_recover(name: &str, dir: &Path) -> Result<()> {
+    let db_path = dir.join(FileKind::Database.data_file_name());
+    let sqlite_name = |suffix: &str| dir.join(format!("database{suffix}"));
+    for k in [FileKind::Journal, FileKind::Wal] {
+        let from = dir.join(k.data_file_name());
+        if from.exists() {
+            let to = sqlite_name(k.mount_suffix());
+            fs::rename(&from, &to).at(&to)?;
+        }
+    }
+    remove_if_exists(&sqlite_name("-shm"))?;
+    let run = || -> rusqlite::Result<()> {
+        let conn = rusqlite::Connection::open_with_flags(
+            &db_path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE,
+        )?;
+        conn.query_row("PRAGMA schema_version", [], |_| Ok(()))?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        conn.close().map_err(|(_, e)| e)
+    };
+    run().map_err(|e| StoreError::Corrupt {
+        db: name.to_string(),
+        reason: format!("SQLite could not recover the journal/WAL left by a crash: {e}"),
+    })?;
+    for suffix in ["-journal", "-wal", "-shm"] {
+        remove_if_exists(&sqlite_name(suffix))?;
+    }
+    File::open(&db_path).and_then(|f| f.sync_all()).at(&db_path)
+}
+
+fn remove_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at(path),
+        _ => Ok(()),
+    }
+}

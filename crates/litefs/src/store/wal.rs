@@ -1,0 +1,171 @@
+//! Commit capture in WAL mode.
+//!
+//! SQLite appends frames (a 24-byte header, then the page) after a 32-byte
+//! WAL header; the last frame of a transaction carries the database size in
+//! pages, and the write that completes that frame is the commit point. The
+//! LTX file is built from the transaction's frames plus that in-flight
+//! write and made durable before the write reaches the WAL, so a crash
+//! leaves the log at or ahead of the database, never behind it.
+//! Checkpoints (WAL -> database copies) and WAL restarts are not commits.
+
+use std::collections::BTreeMap;
+
+use ltx::page_checksum;
+
+use crate::store::db::{read_full_at, Db, DbState, FileKind};
+use crate::store::error::{IoContext, Result, StoreError};
+use crate::store::sqlite::{WalFrameHeader, WalHeader, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
+
+impl Db {
+    pub(crate) fn write_wal(&self, st: &mut DbState, offset: u64, data: &[u8]) -> Result<()> {
+        if offset == 0 {
+            if let Some(hdr) = WalHeader::parse(data) {
+                self.start_wal(st, hdr)?;
+            }
+        }
+        if let Some(hdr) = st.wal.header {
+            let fs = hdr.frame_size();
+            let end = offset + data.len() as u64;
+            let frame_aligned = end >= WAL_HEADER_SIZE + fs && (end - WAL_HEADER_SIZE) % fs == 0;
+            if frame_aligned && end - fs >= st.wal.tx_start && offset >= st.wal.tx_start {
+                let last =
+                    self.overlay(st, end - fs, WAL_FRAME_HEADER_SIZE as usize, offset, data)?;
+                let fh = WalFrameHeader::parse(&last);
+                if fh.commit != 0 && fh.matches(&hdr) {
+                    self.commit_wal(st, hdr, end, offset, data)?;
+                }
+            }
+        }
+        st.write_raw(self.dir(), FileKind::Wal, offset, data)
+    }
+
+    pub(crate) fn truncate_wal(&self, st: &mut DbState, size: u64) -> Result<()> {
+        // SQLite only shrinks the WAL once every frame is checkpointed, so
+        // the database file holds everything the index pointed at.
+        if size < st.wal.tx_start {
+            st.wal.reset();
+        }
+        st.set_len_raw(self.dir(), FileKind::Wal, size)
+    }
+
+    /// A new WAL header: a restart after a full checkpoint, or the first
+    /// write of a WAL.
+    fn start_wal(&self, st: &mut DbState, hdr: WalHeader) -> Result<()> {
+        if st.page_size != 0 && st.commit > 0 && hdr.page_size != st.page_size {
+            return Err(StoreError::PageSizeChange {
+                db: self.name().to_string(),
+                from: st.page_size,
+                to: hdr.page_size,
+            });
+        }
+        if st.wal.header != Some(hdr) {
+            st.wal.reset();
+            st.wal.header = Some(hdr);
+        }
+        st.page_size = hdr.page_size;
+        Ok(())
+    }
+
+    /// Bytes [start, start+len) of the WAL as they will be once `data`
+    /// (at `offset`) is written.
+    fn overlay(
+        &self,
+        st: &mut DbState,
+        start: u64,
+        len: usize,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let path = self.path(FileKind::Wal);
+        let f = st.file(self.dir(), FileKind::Wal, true).at(&path)?;
+        read_full_at(f, start, &mut buf).at(path)?;
+        let end = start + len as u64;
+        let (lo, hi) = (offset.max(start), (offset + data.len() as u64).min(end));
+        if lo < hi {
+            buf[(lo - start) as usize..(hi - start) as usize]
+                .copy_from_slice(&data[(lo - offset) as usize..(hi - offset) as usize]);
+        }
+        Ok(buf)
+    }
+
+    fn commit_wal(
+        &self,
+        st: &mut DbState,
+        hdr: WalHeader,
+        end: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<()> {
+        let fs = hdr.frame_size();
+        let tx_start = st.wal.tx_start;
+        let buf = self.overlay(st, tx_start, (end - tx_start) as usize, offset, data)?;
+        let ps = hdr.page_size as usize;
+        let mut frames: BTreeMap<u32, (u64, &[u8])> = BTreeMap::new();
+        let mut commit = 0;
+        for (i, frame) in buf.chunks_exact(fs as usize).enumerate() {
+            let fh = WalFrameHeader::parse(frame);
+            if !fh.matches(&hdr) || fh.pgno == 0 {
+                return Err(StoreError::Capture {
+                    db: self.name().to_string(),
+                    reason: format!(
+                        "WAL frame at offset {} does not belong to this WAL",
+                        tx_start + i as u64 * fs
+                    ),
+                });
+            }
+            frames.insert(
+                fh.pgno,
+                (
+                    tx_start + i as u64 * fs,
+                    &frame[WAL_FRAME_HEADER_SIZE as usize..][..ps],
+                ),
+            );
+            commit = fh.commit;
+        }
+
+        let lock = ltx::lock_pgno(hdr.page_size);
+        let mut checksum = st.checksum;
+        // Old content of every page the transaction changes or cuts off.
+        let shrunk = commit + 1..=st.commit;
+        let touched: Vec<u32> = frames.keys().copied().chain(shrunk).collect();
+        for pgno in touched {
+            if pgno == lock {
+                continue;
+            }
+            if let Some(old) = self.committed_page(st, pgno)? {
+                checksum.xor(page_checksum(pgno, &old));
+            }
+        }
+        let mut pages = Vec::with_capacity(frames.len());
+        for (&pgno, &(_, page)) in frames.range(..=commit) {
+            if pgno != lock {
+                checksum.xor(page_checksum(pgno, page));
+                pages.push((pgno, page.to_vec()));
+            }
+        }
+        let wal = (tx_start, end - tx_start, hdr.salt1, hdr.salt2);
+        self.commit_tx(st, pages, commit, checksum, Some(wal))?;
+        for (pgno, (frame_off, _)) in frames {
+            st.wal.index.insert(pgno, frame_off);
+        }
+        st.wal.tx_start = end;
+        Ok(())
+    }
+
+    /// A page as of the last commit: its newest committed WAL frame, else
+    /// the database file.
+    fn committed_page(&self, st: &mut DbState, pgno: u32) -> Result<Option<Vec<u8>>> {
+        if let Some(&frame_off) = st.wal.index.get(&pgno) {
+            let mut buf = vec![0u8; st.page_size as usize];
+            let path = self.path(FileKind::Wal);
+            let f = st.file(self.dir(), FileKind::Wal, false).at(&path)?;
+            read_full_at(f, frame_off + WAL_FRAME_HEADER_SIZE, &mut buf).at(path)?;
+            return Ok(Some(buf));
+        }
+        if pgno > st.commit {
+            return Ok(None);
+        }
+        st.read_db_page(self.dir(), pgno)
+    }
+}
