@@ -1,0 +1,123 @@
+//! Whether a parsed config can run a node. Messages are LiteFS's where it
+//! has one, so that searches for them still find answers.
+
+use super::parse::DEFAULT_LABEL;
+use super::{BackupType, Config, ConfigError, LeaseType};
+
+impl Config {
+    /// Checks that the settings can work together, as `litefs mount` needs
+    /// them. [`Config::load`] already calls this.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_labeled(DEFAULT_LABEL)
+    }
+
+    pub(super) fn validate_labeled(&self, label: &str) -> Result<(), ConfigError> {
+        self.check().map_err(|message| ConfigError::Invalid {
+            file: label.to_string(),
+            message,
+        })
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.fuse.dir.as_os_str().is_empty() {
+            return Err("fuse directory required (fuse.dir)".into());
+        }
+        if self.data.dir.as_os_str().is_empty() {
+            return Err("data directory required (data.dir)".into());
+        }
+        if self.fuse.dir == self.data.dir {
+            return Err("fuse directory and data directory cannot be the same path".into());
+        }
+        if self.data.retention_monitor_interval.is_zero() {
+            return Err("data.retention-monitor-interval must be greater than zero".into());
+        }
+
+        let lease = &self.lease;
+        let Some(kind) = lease.kind else {
+            return Err(
+                "lease type required (lease.type): must be 'static', 'consul' or 'etcd'".into(),
+            );
+        };
+        if lease.candidate && !lease.databases.is_empty() {
+            return Err(
+                "cannot specify a database replication filter on candidate nodes \
+                 (lease.databases is for non-candidates)"
+                    .into(),
+            );
+        }
+        match kind {
+            LeaseType::Static => {
+                if !lease.candidate && lease.advertise_url.is_empty() {
+                    return Err("lease.advertise-url required: a non-candidate node of a \
+                         static lease replicates from the primary at this URL"
+                        .into());
+                }
+            }
+            LeaseType::Consul => {
+                let consul = &lease.consul;
+                if consul.url.is_empty() {
+                    return Err("consul url required (lease.consul.url)".into());
+                }
+                if !is_http_url(&consul.url) {
+                    return Err(format!(
+                        "lease.consul.url must be an http:// or https:// URL, got {:?}",
+                        consul.url
+                    ));
+                }
+                if consul.key.is_empty() {
+                    return Err("must specify a consul key (lease.consul.key)".into());
+                }
+                if consul.ttl.is_zero() {
+                    return Err("lease.consul.ttl must be greater than zero".into());
+                }
+            }
+            LeaseType::Etcd => {
+                let etcd = &lease.etcd;
+                if etcd.endpoints.is_empty() {
+                    return Err("etcd endpoints required (lease.etcd.endpoints)".into());
+                }
+                if let Some(bad) = etcd.endpoints.iter().find(|e| !is_http_url(e)) {
+                    return Err(format!(
+                        "lease.etcd.endpoints must be http:// or https:// URLs, got {bad:?}"
+                    ));
+                }
+                if etcd.key.is_empty() {
+                    return Err("must specify an etcd key (lease.etcd.key)".into());
+                }
+                if etcd.ttl.is_zero() {
+                    return Err("lease.etcd.ttl must be greater than zero".into());
+                }
+            }
+        }
+
+        if !self.proxy.target.is_empty() {
+            if self.proxy.db.is_empty() {
+                return Err("proxy database name required (proxy.db)".into());
+            }
+            if self.proxy.addr.is_empty() {
+                return Err("proxy bind address required (proxy.addr)".into());
+            }
+        }
+
+        if self.backup.kind == Some(BackupType::File) && self.backup.path.as_os_str().is_empty() {
+            return Err("backup path required for the file backup type (backup.path)".into());
+        }
+
+        for (i, entry) in self.exec.iter().enumerate() {
+            if let Err(e) = entry.argv() {
+                return Err(format!(
+                    "cannot parse exec command[{i}] {:?}: {e}",
+                    entry.cmd
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_http_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"));
+    rest.is_some_and(|r| !r.is_empty())
+}
