@@ -1,3 +1,200 @@
-fn main() {
-    println!("litefs {}", env!("CARGO_PKG_VERSION"));
+//! The `litefs` binary. Flags are accepted LiteFS-style (`-config PATH`) as
+//! well as `--config PATH`.
+
+mod exec;
+mod logging;
+mod ltx_cmd;
+mod mount;
+mod transfer;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "litefs",
+    about = "SQLite replication: FUSE mount, LTX capture, lease, proxy",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print the version.
+    Version,
+    /// Mount the databases, take the lease, run the exec command.
+    Mount {
+        /// Path to litefs.yml (default: ./litefs.yml, ~/litefs.yml, /etc/litefs.yml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Do not expand ${VAR} in the config file.
+        #[arg(long)]
+        no_expand_env: bool,
+        /// Command to run instead of the config's exec.
+        #[arg(last = true)]
+        cmd: Vec<String>,
+    },
+    /// Import a SQLite database file into the running mount, as one transaction.
+    Import {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Mount directory (default: fuse.dir from the config).
+        #[arg(long)]
+        mount: Option<PathBuf>,
+        /// Database name in the mount.
+        #[arg(long)]
+        name: String,
+        file: PathBuf,
+    },
+    /// Export a database from the running mount into a SQLite file.
+    Export {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        mount: Option<PathBuf>,
+        #[arg(long)]
+        name: String,
+        file: PathBuf,
+    },
+    /// Inspect LTX files.
+    Ltx {
+        #[command(subcommand)]
+        cmd: LtxCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum LtxCmd {
+    /// Check each file completely; exit non-zero if any is invalid.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print a file's header, pages (number and checksum) and trailer.
+    Dump {
+        #[arg(long)]
+        json: bool,
+        file: PathBuf,
+    },
+}
+
+/// Go's flag package takes `-config`; clap wants `--config`. Single-dash
+/// words before `--` get a second dash; `-h`, `-V` and values stay.
+fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut passthrough = false;
+    for a in args {
+        if a == "--" {
+            passthrough = true;
+        }
+        let go_flag = !passthrough
+            && a.len() > 2
+            && a.starts_with('-')
+            && !a.starts_with("--")
+            && a.as_bytes()[1].is_ascii_alphabetic();
+        out.push(if go_flag { format!("-{a}") } else { a });
+    }
+    out
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(normalize_args(std::env::args()));
+    match run(cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("litefs: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.cmd {
+        Cmd::Version => {
+            println!("litefs {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+        Cmd::Ltx {
+            cmd: LtxCmd::Verify { files },
+        } => {
+            let ok = ltx_cmd::verify(&files, &mut std::io::stdout())?;
+            Ok(if ok { 0 } else { 1 })
+        }
+        Cmd::Ltx {
+            cmd: LtxCmd::Dump { json, file },
+        } => {
+            ltx_cmd::dump(&file, json, &mut std::io::stdout().lock())?;
+            Ok(0)
+        }
+        Cmd::Mount {
+            config,
+            no_expand_env,
+            cmd,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting runtime")?;
+            rt.block_on(mount::run(mount::MountArgs {
+                config,
+                no_expand_env,
+                cmd,
+            }))
+        }
+        Cmd::Import {
+            config,
+            mount,
+            name,
+            file,
+        } => {
+            logging::init_default();
+            let dir = mount_dir(config, mount)?;
+            let pos = transfer::import(&dir, &name, &file)?;
+            println!("imported {} into {name}: position {pos}", file.display());
+            Ok(0)
+        }
+        Cmd::Export {
+            config,
+            mount,
+            name,
+            file,
+        } => {
+            logging::init_default();
+            let dir = mount_dir(config, mount)?;
+            let pos = transfer::export(&dir, &name, &file)?;
+            println!("exported {name} at position {pos} to {}", file.display());
+            Ok(0)
+        }
+    }
+}
+
+fn mount_dir(config: Option<PathBuf>, mount: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(m) = mount {
+        return Ok(m);
+    }
+    let (cfg, _) = litefs::config::Config::load(config.as_deref(), true)?;
+    Ok(cfg.fuse.dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_args;
+
+    #[test]
+    fn go_style_flags_become_long_flags() {
+        let args = [
+            "litefs", "mount", "-config", "x.yml", "--", "node", "-e", "-foo",
+        ]
+        .map(String::from);
+        assert_eq!(
+            normalize_args(args.into_iter()),
+            ["litefs", "mount", "--config", "x.yml", "--", "node", "-e", "-foo"]
+        );
+    }
 }

@@ -1,1 +1,7 @@
-//! The litefs-rs node engine.
+//! The litefs-rs node engine: configuration, the store (databases, positions,
+//! the LTX log, recovery), leases, replication, the HTTP API and the proxy.
+//! Nothing in here knows about FUSE; `litefs-fuse` is one adapter over it.
+
+pub mod config;
+pub mod lease;
+pub mod store;

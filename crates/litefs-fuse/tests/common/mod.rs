@@ -93,6 +93,6 @@ impl Drop for TestMount {
 
 pub fn open_store(data: &Path) -> Store {
     let mut opts = StoreOptions::new(data);
-    opts.skip_sync = true;
+    opts.no_fsync = true;
     Store::open(opts).unwrap_or_else(|e| panic!("open store {}: {e}", data.display()))
 }

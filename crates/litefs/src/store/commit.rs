@@ -53,7 +53,7 @@ impl Db {
             &header,
             pages.iter().map(|(pgno, data)| (*pgno, data.as_slice())),
             checksum.value(),
-            !self.shared.skip_sync,
+            !self.shared.no_fsync,
         );
         if let Err(e) = written {
             let reason = e.to_string();

@@ -261,7 +261,7 @@ impl Db {
     }
 
     pub fn sync(&self, kind: FileKind) -> Result<()> {
-        if self.shared.skip_sync {
+        if self.shared.no_fsync {
             return Ok(());
         }
         let mut st = self.lock();

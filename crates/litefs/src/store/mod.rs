@@ -37,7 +37,7 @@ pub struct StoreOptions {
     /// LZ4-compress LTX page blocks (`data.compress`).
     pub compress: bool,
     /// Skip fsync (`skip-sync`): for tests and throwaway data only.
-    pub skip_sync: bool,
+    pub no_fsync: bool,
     /// Checksum every database at startup even after a clean shutdown.
     pub strict_verify: bool,
     /// Keep LTX files this long (`data.retention`).
@@ -49,7 +49,7 @@ impl StoreOptions {
         StoreOptions {
             data_dir: data_dir.into(),
             compress: true,
-            skip_sync: false,
+            no_fsync: false,
             strict_verify: false,
             retention: Duration::from_secs(600),
         }
@@ -60,7 +60,7 @@ impl StoreOptions {
 pub(crate) struct Shared {
     pub node_id: u64,
     pub compress: bool,
-    pub skip_sync: bool,
+    pub no_fsync: bool,
     primary: AtomicBool,
     fatal: Mutex<Option<String>>,
     tx_count: AtomicU64,
@@ -102,7 +102,7 @@ impl Store {
         let shared = Arc::new(Shared {
             node_id,
             compress: opts.compress,
-            skip_sync: opts.skip_sync,
+            no_fsync: opts.no_fsync,
             primary: AtomicBool::new(false),
             fatal: Mutex::new(None),
             tx_count: AtomicU64::new(0),
@@ -137,7 +137,7 @@ impl Store {
                 strict_verify: self.opts.strict_verify,
                 compress: self.opts.compress,
                 node_id: self.shared.node_id,
-                sync: !self.opts.skip_sync,
+                sync: !self.opts.no_fsync,
             },
         )?;
         let mut dbs = self.dbs.write().expect("dbs lock");
@@ -249,7 +249,7 @@ impl Store {
                 &db.dir().join("pos"),
                 db.pos(),
                 !dirty_files,
-                !self.opts.skip_sync,
+                !self.opts.no_fsync,
             )?;
         }
         Ok(())

@@ -1,0 +1,29 @@
+//! Log setup: human-readable by default, JSON with `log.format: json`,
+//! debug with `log.debug: true`; RUST_LOG overrides the level.
+
+use litefs::config::{LogConfig, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+pub fn init(cfg: &LogConfig) {
+    let default = if cfg.debug { "debug" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let res = match (cfg.format, cfg.timestamp) {
+        (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),
+        (LogFormat::Text, true) => builder.try_init(),
+        (LogFormat::Text, false) => builder.without_time().try_init(),
+    };
+    // Already initialized (tests calling twice) is fine.
+    let _ = res;
+}
+
+/// For commands that run before or without a config file.
+pub fn init_default() {
+    init(&LogConfig {
+        format: LogFormat::Text,
+        timestamp: false,
+        debug: false,
+    });
+}

@@ -1,0 +1,186 @@
+//! `litefs mount`: open the store, take the lease, mount, run the app, and
+//! on the way out stop the app, unmount and record a clean position.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use litefs::config::{Config, ExecEntry, LeaseType};
+use litefs::lease::StaticLease;
+use litefs::store::{Store, StoreOptions};
+use tracing::{debug, error, info, warn};
+
+use crate::exec::{self, App, Signals};
+use crate::logging;
+
+/// Exit code when a commit could not be captured (LiteFS's too).
+pub const EXIT_CAPTURE_FAILED: i32 = 99;
+const APP_STOP_GRACE: Duration = Duration::from_secs(10);
+
+pub struct MountArgs {
+    pub config: Option<PathBuf>,
+    pub no_expand_env: bool,
+    pub cmd: Vec<String>,
+}
+
+pub async fn run(args: MountArgs) -> Result<i32> {
+    // Before anything slow: a TERM during startup must reach our handler.
+    let mut signals = Signals::install().context("installing signal handlers")?;
+    let (config, path) = Config::load(args.config.as_deref(), !args.no_expand_env)?;
+    logging::init(&config.log);
+    info!(path = %path.display(), "config file read");
+    let exec_entries = if args.cmd.is_empty() {
+        config.exec.clone()
+    } else {
+        vec![ExecEntry::from_argv(&args.cmd)]
+    };
+
+    let lease = match config.lease.kind {
+        Some(LeaseType::Static) => StaticLease::new(
+            config.lease.candidate,
+            &config.lease.hostname,
+            &config.lease.advertise_url,
+        ),
+        Some(other) => bail!(
+            "lease.type {:?} is not available in this build yet; use \"static\"",
+            other.as_str()
+        ),
+        None => bail!("lease.type is required"),
+    };
+
+    let mut opts = StoreOptions::new(&config.data.dir);
+    opts.compress = config.data.compress;
+    opts.strict_verify = config.strict_verify;
+    opts.retention = config.data.retention;
+    let store = tokio::task::spawn_blocking(move || Store::open(opts))
+        .await?
+        .with_context(|| format!("opening data directory {}", config.data.dir.display()))?;
+    let store = Arc::new(store);
+    info!(node_id = %format!("{:016X}", store.node_id()), dbs = store.dbs().len(), "store opened");
+
+    store.set_primary(lease.is_primary());
+    match lease.primary() {
+        None => info!("primary lease acquired (static)"),
+        Some(p) => {
+            store.set_primary_hostname(Some(p.hostname.clone()));
+            info!(primary = %p.hostname, url = %p.advertise_url, "replica: following the static primary");
+        }
+    }
+
+    let mount = {
+        let store = store.clone();
+        let dir = config.fuse.dir.clone();
+        let opts = litefs_fuse::MountOptions {
+            allow_other: config.fuse.allow_other,
+        };
+        tokio::task::spawn_blocking(move || litefs_fuse::mount(store, &dir, &opts))
+            .await?
+            .with_context(|| format!("mounting {}", config.fuse.dir.display()))?
+    };
+
+    let background = spawn_background(store.clone(), config.data.retention_monitor_interval);
+    let code = run_exec(
+        &exec_entries,
+        lease.is_primary() || config.lease.candidate,
+        &store,
+        &mut signals,
+    )
+    .await;
+    background.abort();
+
+    info!("unmounting");
+    tokio::task::spawn_blocking(move || mount.unmount()).await?;
+    store.close().context("recording position at shutdown")?;
+    let code = code?;
+    info!(code, "exiting");
+    Ok(code)
+}
+
+/// Runs the exec entries; without an app, waits for a signal. Returns the
+/// code litefs exits with.
+async fn run_exec(
+    entries: &[ExecEntry],
+    is_candidate: bool,
+    store: &Arc<Store>,
+    signals: &mut Signals,
+) -> Result<i32> {
+    let fatal = wait_fatal(store.clone());
+    tokio::pin!(fatal);
+    let pre = exec::run_pre_commands(entries, is_candidate, signals);
+    tokio::select! {
+        res = pre => res?,
+        reason = &mut fatal => {
+            error!(%reason, "stopping: a commit could not be captured");
+            return Ok(EXIT_CAPTURE_FAILED);
+        }
+    }
+    let Some(entry) = exec::app_entry(entries, is_candidate) else {
+        info!("no exec command; waiting for a signal");
+        tokio::select! {
+            sig = signals.recv() => info!(signal = %sig, "signal received, shutting down"),
+            reason = &mut fatal => {
+                error!(%reason, "stopping: a commit could not be captured");
+                return Ok(EXIT_CAPTURE_FAILED);
+            }
+        }
+        return Ok(0);
+    };
+    let mut app = App::spawn(entry)?;
+    info!(cmd = %app.cmd(), pid = app.pid().unwrap_or(0), "app started");
+    tokio::select! {
+        code = app.wait_forwarding(signals) => {
+            let code = code?;
+            info!(code, "app exited");
+            Ok(code)
+        }
+        reason = &mut fatal => {
+            error!(%reason, "stopping the app: a commit could not be captured");
+            let _ = app.terminate(APP_STOP_GRACE).await;
+            Ok(EXIT_CAPTURE_FAILED)
+        }
+    }
+}
+
+/// Resolves once the store has stopped taking writes.
+async fn wait_fatal(store: Arc<Store>) -> String {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        if let Some(reason) = store.fatal() {
+            return reason;
+        }
+    }
+}
+
+/// Retention and the commit-rate log line.
+fn spawn_background(
+    store: Arc<Store>,
+    retention_interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut second = tokio::time::interval(Duration::from_secs(1));
+        let mut retention = tokio::time::interval(retention_interval.max(Duration::from_secs(1)));
+        let mut last = store.tx_count();
+        loop {
+            tokio::select! {
+                _ = second.tick() => {
+                    let now = store.tx_count();
+                    if now != last {
+                        debug!(commits_per_sec = now - last, "commits");
+                        last = now;
+                    }
+                }
+                _ = retention.tick() => {
+                    let s = store.clone();
+                    match tokio::task::spawn_blocking(move || s.enforce_retention()).await {
+                        Ok(Ok(0)) => {}
+                        Ok(Ok(n)) => debug!(removed = n, "LTX files past retention removed"),
+                        Ok(Err(e)) => warn!(error = %e, "retention failed"),
+                        Err(e) => warn!(error = %e, "retention task failed"),
+                    }
+                }
+            }
+        }
+    })
+}
