@@ -124,7 +124,9 @@ pub(crate) fn recover(
         }
     }
 
-    tracing::info!(db = name, bytes = db_len, "verifying database checksum");
+    if db_len > 0 {
+        tracing::info!(db = name, bytes = db_len, "verifying database checksum");
+    }
     let checksum = full_checksum(&db_path, page_size)?;
     let rec = match &last {
         None if db_len == 0 => Recovered {
