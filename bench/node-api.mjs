@@ -1,6 +1,9 @@
 // Calls/s of litefs-rs vs litefs-js on the same mount-like directory in one
 // run, and how soon onTxNumber wakes after a position changes.
 // Run: npm run bench   (node bench/node-api.mjs [seconds-per-case])
+//      node bench/node-api.mjs --mount [seconds-per-case]: the same against a
+//      real `litefs mount` (primary; needs root and /dev/fuse), with real
+//      SQLite commits (better-sqlite3) instead of rewritten -pos files.
 
 import fs from 'node:fs'
 import { createRequire } from 'node:module'
@@ -13,9 +16,24 @@ const require = createRequire(import.meta.url)
 const litefsJs = require('litefs-js')
 const litefsRs = require('litefs-rs')
 
-const seconds = Number(process.argv[2] ?? 1)
+const args = process.argv.slice(2)
+const onMount = args.includes('--mount')
+const seconds = Number(args.find(a => !a.startsWith('--')) ?? 1)
 const db = 'sqlite.db'
-const dir = makeMount({ txid: 123456, primary: 'some-primary\n' })
+let mount
+let conn
+let dir
+if (onMount) {
+  const { startMount } = await import('../test/node/mount-helpers.mjs')
+  const { default: Database } = await import('better-sqlite3')
+  mount = await startMount({ candidate: true })
+  dir = mount.mnt
+  conn = new Database(path.join(dir, db))
+  conn.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)')
+  console.log(`real litefs mount at ${dir} (primary), TXID ${litefsRs.getTxNumberSync(dir, db)}`)
+} else {
+  dir = makeMount({ txid: 123456, primary: 'some-primary\n' })
+}
 process.env.LITEFS_DIR = dir
 process.env.DATABASE_FILENAME = db
 
@@ -66,6 +84,31 @@ function summarize(label, samples) {
 
 // onTxNumber woken by inotify: the timer backstop is set to a minute, so
 // every wake-up here is the change itself.
+if (onMount) {
+  // A real commit; the clock starts when SQLite has returned from it, and
+  // the wait has had time to be in place.
+  const insert = conn.prepare('INSERT INTO t (v) VALUES (?)')
+  for (const mode of ['delete', 'wal']) {
+    conn.pragma(`journal_mode = ${mode}`)
+    const samples = []
+    let tx = litefsRs.getTxNumberSync(dir, db)
+    for (let i = 0; i < 200; i++) {
+      const target = ++tx
+      const waiting = litefsRs.onTxNumber(target, { intervalMs: 60_000, timeoutMs: 5000 })
+      await new Promise(r => setTimeout(r, 20))
+      insert.run('bench')
+      const t0 = performance.now()
+      await waiting
+      samples.push(performance.now() - t0)
+    }
+    summarize(`onTxNumber wake-up after a real commit (journal_mode=${mode})`, samples)
+  }
+  conn.close()
+  const stopped = await mount.stop()
+  if (stopped.code !== 0 || !stopped.unmounted) console.error('litefs stop:', stopped, mount.log())
+  process.exit(0)
+}
+
 {
   const samples = []
   let tx = 123456
@@ -93,7 +136,7 @@ function summarize(label, samples) {
   const samples = []
   for (let target = 1; target <= 200; target++) {
     const waiting = litefsRs.onTxNumber(target, { intervalMs: 60_000, httpUrl: sidecar.url })
-    while (sidecar.connected() === 0) await new Promise(r => setTimeout(r, 5))
+    while (sidecar.connected() === 0) await new Promise(r => setTimeout(r, 20))
     await new Promise(r => setTimeout(r, 1))
     fs.writeFileSync(
       path.join(other, 'pos'),

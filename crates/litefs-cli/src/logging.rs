@@ -5,10 +5,18 @@ use litefs::config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 pub fn init(cfg: &LogConfig) {
-    let default = if cfg.debug { "debug" } else { "info" };
+    let level = if cfg.debug { "debug" } else { "info" };
+    // litefs-fuse unmounts (with retries, then a lazy detach) before fuser
+    // does; fuser's own second attempt then fails with EINVAL and would log
+    // an ERROR on every clean shutdown.
+    let default = format!("{level},fuser::mnt=off");
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour codes only on a terminal: logs usually go to a file or a
+    // container log, where escape sequences are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let res = match (cfg.format, cfg.timestamp) {
         (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),

@@ -17,6 +17,7 @@ use crate::logging;
 /// Exit code when a commit could not be captured (LiteFS's too).
 pub const EXIT_CAPTURE_FAILED: i32 = 99;
 const APP_STOP_GRACE: Duration = Duration::from_secs(10);
+const UNMOUNT_WAIT: Duration = Duration::from_secs(5);
 
 pub struct MountArgs {
     pub config: Option<PathBuf>,
@@ -49,6 +50,11 @@ pub async fn run(args: MountArgs) -> Result<i32> {
         None => bail!("lease.type is required"),
     };
 
+    let listener = litefs::http::bind(&config.http.addr)
+        .await
+        .with_context(|| format!("listening on http.addr {:?}", config.http.addr))?;
+    info!(addr = %listener.local_addr()?, "http server listening");
+
     let mut opts = StoreOptions::new(&config.data.dir);
     opts.compress = config.data.compress;
     opts.strict_verify = config.strict_verify;
@@ -59,13 +65,10 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     let store = Arc::new(store);
     info!(node_id = %format!("{:016X}", store.node_id()), dbs = store.dbs().len(), "store opened");
 
-    store.set_primary(lease.is_primary());
-    match lease.primary() {
-        None => info!("primary lease acquired (static)"),
-        Some(p) => {
-            store.set_primary_hostname(Some(p.hostname.clone()));
-            info!(primary = %p.hostname, url = %p.advertise_url, "replica: following the static primary");
-        }
+    if lease.is_primary() {
+        let epoch = store.begin_term().context("starting a primary term")?;
+        store.set_primary(true);
+        info!(epoch, "primary lease acquired (static)");
     }
 
     let mount = {
@@ -79,6 +82,52 @@ pub async fn run(args: MountArgs) -> Result<i32> {
             .with_context(|| format!("mounting {}", config.fuse.dir.display()))?
     };
 
+    let own_hostname = if lease.is_primary() && !config.lease.hostname.is_empty() {
+        config.lease.hostname.clone()
+    } else {
+        os_hostname()
+    };
+    let meta = litefs::http::NodeMeta {
+        hostname: own_hostname,
+        advertise_url: config.lease.advertise_url.clone(),
+        candidate: config.lease.candidate,
+        primary_url: lease.primary().map(|p| p.advertise_url.clone()),
+    };
+    let http = tokio::spawn(litefs::http::serve(listener, store.clone(), meta));
+    if !config.strict_verify {
+        // strict-verify checked every database before mounting; otherwise
+        // the clean-shutdown fast path is confirmed here, off the startup path.
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.verify_all());
+    }
+
+    let replica = lease.primary().map(|p| {
+        info!(primary = %p.hostname, url = %p.advertise_url, "replica: following the static primary");
+        let opts = litefs::replication::client::ReplicaOptions {
+            primary_url: p.advertise_url.clone(),
+            primary_hostname: p.hostname.clone(),
+            reconnect_delay: config.lease.reconnect_delay,
+            mount_dir: Some(config.fuse.dir.clone()),
+            ready: Arc::new(tokio::sync::Notify::new()),
+        };
+        let ready = opts.ready.clone();
+        (tokio::spawn(litefs::replication::client::run(store.clone(), opts)), ready)
+    });
+    if let (Some((_, ready)), false) = (&replica, config.skip_sync) {
+        info!("waiting to catch up with the primary before running exec (skip-sync: false)");
+        tokio::select! {
+            _ = ready.notified() => {}
+            sig = signals.recv() => {
+                info!(signal = %sig, "signal received before catching up; shutting down");
+                http.abort();
+                if let Some((r, _)) = &replica { r.abort(); }
+                tokio::task::spawn_blocking(move || mount.unmount()).await?;
+                store.close().context("recording position at shutdown")?;
+                return Ok(0);
+            }
+        }
+    }
+
     let background = spawn_background(store.clone(), config.data.retention_monitor_interval);
     let code = run_exec(
         &exec_entries,
@@ -88,9 +137,17 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     )
     .await;
     background.abort();
+    http.abort();
+    if let Some((r, _)) = &replica {
+        r.abort();
+    }
 
     info!("unmounting");
-    tokio::task::spawn_blocking(move || mount.unmount()).await?;
+    let unmounted = tokio::task::spawn_blocking(move || mount.unmount());
+    if tokio::time::timeout(UNMOUNT_WAIT, unmounted).await.is_err() {
+        // Detached already; the kernel ends the session when we exit.
+        warn!("files in the mount are still open; exiting without waiting for them");
+    }
     store.close().context("recording position at shutdown")?;
     let code = code?;
     info!(code, "exiting");
@@ -151,6 +208,13 @@ async fn wait_fatal(store: Arc<Store>) -> String {
             return reason;
         }
     }
+}
+
+fn os_hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Retention and the commit-rate log line.

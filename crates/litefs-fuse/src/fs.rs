@@ -105,7 +105,7 @@ impl LiteFs {
     fn generated(&self, node: Node) -> Result<Vec<u8>, c_int> {
         match node {
             Node::Primary => self.primary_file().map(String::into_bytes).ok_or(ENOENT),
-            Node::Lag => Ok(lag_file(0).into_bytes()),
+            Node::Lag => Ok(lag_file(self.store.lag_ms()).into_bytes()),
             Node::Pos(id) => Ok(self.db(id)?.pos().to_pos_file().into_bytes()),
             _ => Err(EINVAL),
         }
@@ -151,8 +151,19 @@ impl Filesystem for LiteFs {
         let Some(name) = name.to_str() else {
             return reply.error(ENOENT);
         };
-        match self.lookup_name(name).and_then(|n| self.attr(n)) {
+        let node = self.lookup_name(name);
+        match node.and_then(|n| self.attr(n)) {
             Ok(attr) => reply.entry(&ttl_for(Node::from_ino(attr.ino)), &attr, 0),
+            // A missing side file of a known database (`-journal` above
+            // all: SQLite looks for a hot journal at the start of every
+            // read transaction in the rollback modes) is cached as a
+            // negative entry (inode 0 with a timeout): side files only
+            // appear through this mount's create, which replaces the
+            // negative entry. Missing databases are not cached: the
+            // store can gain one behind the kernel's back (replication).
+            Err(ENOENT) if matches!(node, Ok(Node::File(_, k)) if k != FileKind::Database) => {
+                reply.entry(&TTL, &negative_attr(), 0)
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -372,7 +383,11 @@ impl Filesystem for LiteFs {
         _lock_owner: u64,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        // Nothing to do at close; ENOSYS makes the kernel stop sending
+        // FLUSH (fc->no_flush), so a process killed while it has a file
+        // open on its own mount (the replica's apply lock) is not stuck
+        // forever flushing it to its own, dead, FUSE thread.
+        reply.error(libc::ENOSYS);
     }
 
     fn release(
@@ -477,5 +492,27 @@ fn ttl_for(node: Option<Node>) -> Duration {
     match node {
         Some(Node::File(..)) | Some(Node::Root) => TTL,
         _ => NO_TTL,
+    }
+}
+
+/// The attributes of a negative lookup reply: inode 0 tells the kernel
+/// "no such file" while letting it cache that for the entry timeout.
+fn negative_attr() -> FileAttr {
+    FileAttr {
+        ino: 0,
+        size: 0,
+        blocks: 0,
+        atime: SystemTime::UNIX_EPOCH,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 0,
+        flags: 0,
     }
 }

@@ -10,7 +10,7 @@ mod node;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use fuser::MountOption;
 use litefs::store::Store;
@@ -27,6 +27,9 @@ pub struct MountOptions {
 pub struct Mount {
     session: Option<fuser::BackgroundSession>,
     dir: PathBuf,
+    /// Shared with the store's role listener; emptied at unmount so the
+    /// listener stops touching a dead session.
+    notifier: Arc<Mutex<Option<fuser::Notifier>>>,
 }
 
 impl Mount {
@@ -34,8 +37,13 @@ impl Mount {
         &self.dir
     }
 
-    /// Unmounts and waits for the FUSE session thread to end.
+    /// Unmounts and waits for the FUSE session thread to end. A mount some
+    /// process still uses (EBUSY) is detached lazily, so nothing is left
+    /// mounted; the session then ends when its last user lets go, which is
+    /// why callers bound the wait.
     pub fn unmount(mut self) {
+        self.notifier.lock().expect("notifier lock").take();
+        detach(&self.dir);
         if let Some(s) = self.session.take() {
             s.join();
         }
@@ -44,7 +52,9 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
+        self.notifier.lock().expect("notifier lock").take();
         if let Some(s) = self.session.take() {
+            detach(&self.dir);
             s.join();
         }
     }
@@ -63,12 +73,90 @@ pub fn mount(store: Arc<Store>, dir: &Path, opts: &MountOptions) -> io::Result<M
     if opts.allow_other {
         options.push(MountOption::AllowOther);
     }
-    let session = fuser::spawn_mount2(LiteFs::new(store), dir, &options)?;
+    let session = match fuser::spawn_mount2(LiteFs::new(store.clone()), dir, &options) {
+        // Right after a kill -9 the dead mount may not answer ENOTCONN to
+        // the check above yet, only to the mount itself: clear, retry once.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            force_unmount(dir)?;
+            fuser::spawn_mount2(LiteFs::new(store.clone()), dir, &options)?
+        }
+        other => other?,
+    };
+    let notifier = Arc::new(Mutex::new(Some(session.notifier())));
+    invalidate_on_role_change(&store, notifier.clone());
+    {
+        // Transactions applied from the primary change pages SQLite's
+        // readers may have cached through the kernel.
+        let notifier = notifier.clone();
+        store.set_cache_invalidator(move |db| {
+            if let Some(n) = notifier.lock().expect("notifier lock").clone() {
+                drop_cached_pages(&n, db, true);
+            }
+        });
+    }
     tracing::info!(dir = %dir.display(), "mounted");
     Ok(Mount {
         session: Some(session),
         dir: dir.to_path_buf(),
+        notifier,
     })
+}
+
+/// A replica shows each database header in rollback mode (see
+/// `litefs::store::db::replica_header_view`) and the primary shows it as
+/// it is. The kernel keeps database pages cached across opens, so without
+/// this a connection would go on seeing the old role's header: after a
+/// promotion it would write a WAL database in rollback mode (converting it),
+/// after a demotion it would try to append to the WAL and get an I/O error
+/// instead of SQLITE_READONLY. Runs on the thread that changes the role,
+/// never on the FUSE thread (the kernel waits for in-flight reads).
+fn invalidate_on_role_change(store: &Arc<Store>, notifier: Arc<Mutex<Option<fuser::Notifier>>>) {
+    let weak = Arc::downgrade(store);
+    store.on_role_change(move |primary| {
+        let (Some(store), Some(n)) = (
+            weak.upgrade(),
+            notifier.lock().expect("notifier lock").clone(),
+        ) else {
+            return;
+        };
+        for db in store.dbs() {
+            drop_cached_pages(&n, &db, primary);
+        }
+    });
+}
+
+fn drop_cached_pages(n: &fuser::Notifier, db: &litefs::store::Db, primary: bool) {
+    let ino = node::Node::File(db.id(), litefs::store::FileKind::Database).ino();
+    // ENOENT: the kernel has nothing cached for it.
+    if let Err(e) = n.inval_inode(ino, 0, 0) {
+        if e.raw_os_error() != Some(libc::ENOENT) {
+            tracing::warn!(db = db.name(), primary, error = %e, "cannot drop cached database pages");
+        }
+    }
+}
+
+fn detach(dir: &Path) {
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return;
+    };
+    for _ in 0..20 {
+        // SAFETY: c is a valid NUL-terminated path.
+        if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+            return;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            // A file was closed a moment ago and the kernel still holds it.
+            Some(libc::EBUSY) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            // Not root: fusermount3 is setuid and may do it for us.
+            Some(libc::EPERM) => break,
+            _ => return,
+        }
+    }
+    tracing::warn!(dir = %dir.display(), "mount still in use; detaching it lazily");
+    // SAFETY: as above.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+        let _ = Command::new("fusermount3").arg("-uz").arg(dir).status();
+    }
 }
 
 /// A FUSE mount whose process died answers every call with ENOTCONN;
@@ -77,24 +165,30 @@ pub fn clear_stale_mount(dir: &Path) -> io::Result<()> {
     match std::fs::metadata(dir) {
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
             tracing::warn!(dir = %dir.display(), "clearing a stale mount left by a crashed process");
-            let ok = Command::new("fusermount3")
-                .arg("-uz")
-                .arg(dir)
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if !ok {
-                let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                // SAFETY: c is a valid NUL-terminated path.
-                if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
+            force_unmount(dir)?;
             Ok(())
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::create_dir_all(dir),
         Err(e) => Err(e),
         Ok(_) => Ok(()),
     }
+}
+
+/// Lazily unmounts `dir` (fusermount3, or umount2 as root).
+fn force_unmount(dir: &Path) -> io::Result<()> {
+    let ok = Command::new("fusermount3")
+        .arg("-uz")
+        .arg(dir)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: c is a valid NUL-terminated path.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }

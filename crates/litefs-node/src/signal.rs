@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use tokio::io::unix::AsyncFd;
@@ -21,11 +22,24 @@ use tokio::task::JoinHandle;
 #[derive(Default)]
 pub struct Signal {
     notify: Notify,
+    /// Set when the source behind it can never fire again.
+    dead: AtomicBool,
 }
 
 impl Signal {
     pub fn wake(&self) {
         self.notify.notify_waiters();
+    }
+
+    /// Marks the source dead, so it is no longer handed out, and wakes
+    /// every waiter so they ask for a new one.
+    pub fn die(&self) {
+        self.dead.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::SeqCst)
     }
 
     pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
@@ -58,10 +72,14 @@ pub fn shared_source(
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    if let Some(source) = map.get(key).and_then(Weak::upgrade) {
+    if let Some(source) = map
+        .get(key)
+        .and_then(Weak::upgrade)
+        .filter(|s| !s.signal.is_dead())
+    {
         return Ok(source);
     }
-    map.retain(|_, w| w.strong_count() > 0);
+    map.retain(|_, w| w.upgrade().is_some_and(|s| !s.signal.is_dead()));
     let signal = Arc::new(Signal::default());
     let task = start(signal.clone())?;
     let source = Arc::new(Source { signal, task });
@@ -78,8 +96,19 @@ static DIRS: OnceLock<Registry> = OnceLock::new();
 /// replication do not pass through the VFS and raise no event, so waiters
 /// still re-read on a timer, and the sidecar's `/events` is the push source
 /// for replicas.
+///
+/// A watch is on the directory the path names *now*: when litefs unmounts
+/// and mounts again at the same path, the old watch is dropped by the kernel
+/// (IN_IGNORED) and never fires again. So sources are shared per path *and*
+/// (st_dev, st_ino), and waiters ask for theirs again on every wake-up
+/// (`wait::wait_for`): after a remount they get a watch on the new mount.
 pub fn watch_dir(dir: &Path) -> io::Result<Arc<Source>> {
-    let key = dir.to_string_lossy().into_owned();
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir)?;
+    // A new mount at the same path may well get the same st_dev and root
+    // inode back: the dead flag, not the key, retires the old watch then;
+    // the key tells a mount from the directory it covers.
+    let key = format!("{}\0{}:{}", dir.to_string_lossy(), meta.dev(), meta.ino());
     shared_source(&DIRS, &key, |signal| {
         let fd = inotify_on(dir)?;
         // SAFETY: `fd` is an OwnedFd moved into the AsyncFd, so it stays open
@@ -92,12 +121,14 @@ pub fn watch_dir(dir: &Path) -> io::Result<Arc<Source>> {
                 let Ok(mut guard) = fd.readable().await else {
                     return;
                 };
+                let mut gone = false;
                 loop {
                     // SAFETY: buf is valid for buf.len() bytes and the fd is
                     // owned by `fd`, alive for this whole task.
                     let n =
                         unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
                     if n > 0 {
+                        gone |= watch_removed(&buf[..n as usize]);
                         continue;
                     }
                     if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
@@ -109,10 +140,34 @@ pub fn watch_dir(dir: &Path) -> io::Result<Arc<Source>> {
                     // timer.
                     return;
                 }
+                if gone {
+                    // Unmounted or removed: this watch will never fire
+                    // again. Waiters, woken, ask for a new source.
+                    signal.die();
+                    return;
+                }
                 signal.wake();
             }
         }))
     })
+}
+
+/// Whether a buffer of inotify events holds IN_IGNORED: the kernel removed
+/// the watch (the directory was unmounted or deleted).
+fn watch_removed(events: &[u8]) -> bool {
+    const HEADER: usize = std::mem::size_of::<libc::inotify_event>();
+    let mut at = 0;
+    while at + HEADER <= events.len() {
+        // SAFETY: at + HEADER is within the buffer; read_unaligned copes
+        // with any alignment of the byte buffer.
+        let ev: libc::inotify_event =
+            unsafe { std::ptr::read_unaligned(events[at..].as_ptr().cast()) };
+        if ev.mask & (libc::IN_IGNORED | libc::IN_UNMOUNT) != 0 {
+            return true;
+        }
+        at += HEADER + ev.len as usize;
+    }
+    false
 }
 
 fn inotify_on(dir: &Path) -> io::Result<OwnedFd> {

@@ -59,9 +59,11 @@ pub async fn wait_for<T>(
 ) -> Result<Option<T>, FileError> {
     let result = async {
         let deadline = opts.timeout.map(|t| Instant::now() + t);
-        let sources = sources_for(opts.dir, opts.events_url);
         let cancel = opts.cancel_id.map(cancel_token);
         loop {
+            // Asked for again on every round: a remount at the same path
+            // needs a new inotify watch (see `signal::watch_dir`).
+            let sources = sources_for(opts.dir, opts.events_url);
             // Interest is registered before the read, so a change that lands
             // between reading and sleeping still wakes us.
             let mut wakers: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = Vec::new();
@@ -142,6 +144,42 @@ mod tests {
         writer.await.unwrap();
         assert_eq!(got, Some(5));
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_waiter_follows_its_directory_being_replaced() {
+        // Like litefs unmounting and mounting again at the same path: the
+        // first watch dies with the directory, the waiter must get a new one.
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("mnt");
+        std::fs::create_dir(&dir).unwrap();
+        let first = crate::signal::watch_dir(&dir).unwrap();
+        let path = dir.clone();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            std::fs::remove_dir(&path).unwrap();
+            std::fs::create_dir(&path).unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            std::fs::write(path.join("db-pos"), "0000000000000003/0000000000000000\n").unwrap();
+        });
+        let started = std::time::Instant::now();
+        let got = wait_for(opts(&dir, 5000, None), || {
+            Ok(match read_tx_number(&dir, "db") {
+                Ok(n) => (n >= 3).then_some(n),
+                Err(_) => None,
+            })
+        })
+        .await
+        .unwrap();
+        writer.await.unwrap();
+        assert_eq!(got, Some(3));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "woken by the timeout, not the write"
+        );
+        assert!(first.signal.is_dead());
+        let second = crate::signal::watch_dir(&dir).unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
     }
 
     #[tokio::test]

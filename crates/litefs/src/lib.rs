@@ -3,5 +3,7 @@
 //! Nothing in here knows about FUSE; `litefs-fuse` is one adapter over it.
 
 pub mod config;
+pub mod http;
 pub mod lease;
+pub mod replication;
 pub mod store;

@@ -96,3 +96,48 @@ pub fn open_store(data: &Path) -> Store {
     opts.no_fsync = true;
     Store::open(opts).unwrap_or_else(|e| panic!("open store {}: {e}", data.display()))
 }
+
+/// Runs the `sqlite3` CLI on `db` with `sql`; returns (success, stdout, stderr).
+pub fn sqlite3_cli(db: &Path, sql: &str) -> (bool, String, String) {
+    let out = std::process::Command::new("sqlite3")
+        .arg("-bail")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("run sqlite3 (is the sqlite3 CLI installed?)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `python3 -c script args...`; returns (success, stdout, stderr).
+pub fn python(script: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python3");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every LTX file of database `name` in the data dir, in TXID order.
+pub fn ltx_files(data: &Path, name: &str) -> Vec<PathBuf> {
+    let dir = data.join("dbs").join(name).join("ltx");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "ltx"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}

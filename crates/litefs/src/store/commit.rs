@@ -73,6 +73,13 @@ impl Db {
         st.commit = commit;
         st.checksum = checksum;
         self.shared.committed(self.name(), st.pos, pages.len());
+        self.shared.emit(crate::store::Event::Tx {
+            db: self.name().to_string(),
+            pos: st.pos,
+            page_size: st.page_size,
+            commit,
+            timestamp: header.timestamp,
+        });
         Ok(())
     }
 }

@@ -164,6 +164,11 @@ impl Db {
         self.lock().pos
     }
 
+    /// Database size in pages at the current position.
+    pub fn commit_pages(&self) -> u32 {
+        self.lock().commit
+    }
+
     pub fn page_size(&self) -> u32 {
         self.lock().page_size
     }
@@ -269,6 +274,9 @@ impl Db {
         if !path.exists() {
             return Ok(());
         }
+        self.shared
+            .sqlite_fsyncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         st.file(&self.dir, kind, false)
             .at(&path)?
             .sync_data()
@@ -284,11 +292,15 @@ impl Db {
 
     /// Releases file handles so the files can be replaced (recovery, import).
     pub fn close_files(&self) {
-        self.lock().files = Default::default();
+        self.lock().close_all();
     }
 }
 
 impl DbState {
+    pub(crate) fn close_all(&mut self) {
+        self.files = Default::default();
+    }
+
     /// The open handle for a file, opened (and with `create`, created) on
     /// first use. One handle per file serves every FUSE open: all I/O is
     /// positional, so they cannot disturb each other.

@@ -9,24 +9,32 @@
 
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod ltxlog;
 pub mod pos;
 pub mod sqlite;
 
+mod apply;
 mod commit;
+mod diverged;
+mod epoch;
 mod journal;
 mod recovery;
+mod snapshot;
+mod verify;
 mod wal;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 pub use db::{Db, FileKind};
 pub use error::{Result, StoreError};
+pub use events::Event;
 pub use pos::Pos;
+pub use verify::Verified;
 
 use error::IoContext;
 use recovery::{PosHint, RecoverOptions};
@@ -64,8 +72,23 @@ pub(crate) struct Shared {
     primary: AtomicBool,
     fatal: Mutex<Option<String>>,
     tx_count: AtomicU64,
+    /// fsyncs SQLite asked for through the mount (`Db::sync`).
+    pub(crate) sqlite_fsyncs: AtomicU64,
     primary_hostname: RwLock<Option<String>>,
+    role_listeners: Mutex<Vec<RoleListener>>,
+    /// Timestamp (ms) of the newest transaction or heartbeat from the
+    /// primary: `.lag` is measured from it.
+    primary_timestamp: AtomicI64,
+    events: tokio::sync::broadcast::Sender<Event>,
+    invalidator: Mutex<Option<Invalidator>>,
+    /// Highest fencing epoch known (see `epoch.rs`).
+    epoch: AtomicU64,
 }
+
+type Invalidator = Box<dyn Fn(&Db) + Send + Sync>;
+
+/// Called with the new role whenever [`Store::set_primary`] changes it.
+pub type RoleListener = Box<dyn Fn(bool) + Send + Sync>;
 
 impl Shared {
     pub fn is_primary(&self) -> bool {
@@ -83,6 +106,15 @@ impl Shared {
     pub fn committed(&self, db: &str, pos: Pos, pages: usize) {
         self.tx_count.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(db, %pos, pages, "transaction committed");
+    }
+
+    pub fn emit(&self, event: Event) {
+        // No subscribers is fine: nobody is listening yet.
+        let _ = self.events.send(event);
+    }
+
+    pub fn set_primary_timestamp(&self, ms: i64) {
+        self.primary_timestamp.store(ms, Ordering::Relaxed);
     }
 }
 
@@ -106,7 +138,13 @@ impl Store {
             primary: AtomicBool::new(false),
             fatal: Mutex::new(None),
             tx_count: AtomicU64::new(0),
+            sqlite_fsyncs: AtomicU64::new(0),
             primary_hostname: RwLock::new(None),
+            role_listeners: Mutex::new(Vec::new()),
+            primary_timestamp: AtomicI64::new(0),
+            events: tokio::sync::broadcast::channel(events::CAPACITY).0,
+            invalidator: Mutex::new(None),
+            epoch: AtomicU64::new(epoch::load(&opts.data_dir)?),
         });
         let store = Store {
             opts,
@@ -165,8 +203,67 @@ impl Store {
         self.shared.is_primary()
     }
 
+    /// Promotes or demotes the node. Listeners run after the change, on
+    /// the caller's thread, before this returns: the mount uses that to
+    /// drop the kernel's cached view of the database headers (a replica
+    /// shows them in rollback mode), so the very next read sees the role.
     pub fn set_primary(&self, primary: bool) {
-        self.shared.primary.store(primary, Ordering::SeqCst);
+        let was = self.shared.primary.swap(primary, Ordering::SeqCst);
+        if was != primary {
+            for listener in self.shared.role_listeners.lock().expect("listeners").iter() {
+                listener(primary);
+            }
+            self.shared.emit(Event::PrimaryChange {
+                is_primary: primary,
+                hostname: self.primary_hostname(),
+            });
+        }
+    }
+
+    /// Transactions and primary changes from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// Milliseconds this replica is behind the primary: since the newest
+    /// transaction or heartbeat it received. 0 on the primary.
+    pub fn lag_ms(&self) -> i64 {
+        let ts = self.shared.primary_timestamp.load(Ordering::Relaxed);
+        if self.is_primary() || ts == 0 {
+            return 0;
+        }
+        (ltxlog::now_ms() - ts).max(0)
+    }
+
+    pub fn set_primary_timestamp(&self, ms: i64) {
+        self.shared.set_primary_timestamp(ms);
+    }
+
+    /// Registers how to drop cached pages of a database (the mount's
+    /// kernel page cache) after the store changed it behind SQLite's back.
+    pub fn set_cache_invalidator(&self, f: impl Fn(&Db) + Send + Sync + 'static) {
+        *self.shared.invalidator.lock().expect("invalidator") = Some(Box::new(f));
+    }
+
+    pub fn invalidate_cache(&self, db: &Db) {
+        if let Some(f) = self
+            .shared
+            .invalidator
+            .lock()
+            .expect("invalidator")
+            .as_ref()
+        {
+            f(db);
+        }
+    }
+
+    /// Registers `f` to run on every role change (see [`Store::set_primary`]).
+    pub fn on_role_change(&self, f: impl Fn(bool) + Send + Sync + 'static) {
+        self.shared
+            .role_listeners
+            .lock()
+            .expect("listeners")
+            .push(Box::new(f));
     }
 
     /// The primary this replica follows, shown as `.primary` in the mount.
@@ -179,7 +276,15 @@ impl Store {
     }
 
     pub fn set_primary_hostname(&self, hostname: Option<String>) {
-        *self.shared.primary_hostname.write().expect("primary lock") = hostname;
+        let mut cur = self.shared.primary_hostname.write().expect("primary lock");
+        if *cur != hostname {
+            *cur = hostname.clone();
+            drop(cur);
+            self.shared.emit(Event::PrimaryChange {
+                is_primary: self.is_primary(),
+                hostname,
+            });
+        }
     }
 
     /// Why the store stopped taking writes, if it did: a commit that could
@@ -191,6 +296,18 @@ impl Store {
     /// Transactions committed since the store opened.
     pub fn tx_count(&self) -> u64 {
         self.shared.tx_count.load(Ordering::Relaxed)
+    }
+
+    /// fsyncs the store made to capture commits (LTX files and their
+    /// directory), over every database, since the store opened.
+    pub fn ltx_fsyncs(&self) -> u64 {
+        self.dbs().iter().map(|d| d.ltx_log().fsyncs()).sum()
+    }
+
+    /// fsyncs SQLite asked for through the mount (and the store passed on
+    /// to the data files), since the store opened.
+    pub fn sqlite_fsyncs(&self) -> u64 {
+        self.shared.sqlite_fsyncs.load(Ordering::Relaxed)
     }
 
     pub fn db(&self, name: &str) -> Option<Arc<Db>> {
@@ -227,6 +344,89 @@ impl Store {
         self.open_db(name)
     }
 
+    /// Creates an empty database for a transaction arriving from the
+    /// primary: replicas may not create databases any other way.
+    pub fn create_db_for_replication(&self, name: &str) -> Result<Arc<Db>> {
+        validate_name(name)?;
+        if let Some(db) = self.db(name) {
+            return Ok(db);
+        }
+        let dir = self.opts.data_dir.join("dbs").join(name);
+        fs::create_dir_all(dir.join("ltx")).at(&dir)?;
+        self.open_db(name)
+    }
+
+    /// The highest fencing epoch this node knows: its own term's while
+    /// primary, else the newest primary's it has followed.
+    pub fn epoch(&self) -> u64 {
+        self.shared.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Starts a new primary term: an epoch above every one seen, durable
+    /// before any write of the term. Call before `set_primary(true)`.
+    pub fn begin_term(&self) -> Result<u64> {
+        let next = self.epoch() + 1;
+        epoch::store(&self.opts.data_dir, next, !self.opts.no_fsync)?;
+        self.shared.epoch.store(next, Ordering::SeqCst);
+        Ok(next)
+    }
+
+    /// Records the epoch of a primary this replica follows. Refuses one
+    /// older than what this node has already seen.
+    pub fn observe_epoch(&self, epoch: u64) -> Result<(), StaleEpoch> {
+        let known = self.epoch();
+        if epoch < known {
+            return Err(StaleEpoch { epoch, known });
+        }
+        if epoch > known {
+            if let Err(e) = epoch::store(&self.opts.data_dir, epoch, !self.opts.no_fsync) {
+                tracing::warn!("recording epoch {epoch}: {e}");
+            }
+            self.shared.epoch.store(epoch, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Verifies every database's checksum against its position (see
+    /// `verify.rs`). A replica's mismatching database is reset so the
+    /// primary sends a snapshot; returns the names of those that failed.
+    pub fn verify_all(&self) -> Vec<String> {
+        let mut failed = Vec::new();
+        for db in self.dbs() {
+            match db.verify_checksum() {
+                Ok(Verified::Ok(pos)) => {
+                    tracing::info!(db = db.name(), %pos, "database checksum verified")
+                }
+                Ok(Verified::Busy) => tracing::info!(
+                    db = db.name(),
+                    "checksum not verified: transactions kept landing"
+                ),
+                Ok(Verified::Mismatch { pos, actual, pages }) => {
+                    tracing::error!(
+                        db = db.name(),
+                        %pos,
+                        actual = %format!("{actual:016x}"),
+                        "database checksum mismatch in pages 1..={pages}: the file does not match TXID {}",
+                        pos.txid
+                    );
+                    if !self.is_primary() {
+                        tracing::warn!(
+                            db = db.name(),
+                            "dropping the position; the primary will send a snapshot"
+                        );
+                        db.reset_position();
+                        self.shared.emit(Event::Resync {
+                            db: db.name().to_string(),
+                        });
+                    }
+                    failed.push(db.name().to_string());
+                }
+                Err(e) => tracing::error!(db = db.name(), "checksum verification failed: {e}"),
+            }
+        }
+        failed
+    }
+
     /// Deletes LTX files past the retention period; returns how many.
     pub fn enforce_retention(&self) -> Result<usize> {
         let now = SystemTime::now();
@@ -254,6 +454,13 @@ impl Store {
         }
         Ok(())
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("primary's epoch {epoch} is older than epoch {known} this node already followed: refusing a stale primary")]
+pub struct StaleEpoch {
+    pub epoch: u64,
+    pub known: u64,
 }
 
 /// Database names become directory names and mount file names; the side

@@ -102,14 +102,34 @@ pub(crate) fn recover(
         remove_if_exists(&dir.join(k.data_file_name()))?;
     }
 
+    // A replica crashed while applying the newest LTX file: applying it
+    // again over the partly written database gives its exact result.
+    let marker = dir.join(crate::store::apply::APPLYING_MARKER);
+    let mut interrupted_apply = false;
+    if marker.exists() {
+        if let Some((entry, h, _)) = &last {
+            tracing::info!(
+                db = name,
+                txid = h.max_txid,
+                "finishing an apply interrupted by a crash"
+            );
+            apply_file(&entry.path, &db_path, h)?;
+            interrupted_apply = true;
+        }
+        fs::remove_file(&marker).at(&marker)?;
+    }
+
     let hint_path = dir.join("pos");
     let hint = PosHint::read(&hint_path);
     let db_len = fs::metadata(&db_path).at(&db_path)?.len();
     let page_size = read_page_size(&db_path)?;
 
-    if let (Some((_, h, t)), Some(hint), false, false) =
-        (&last, hint, leftovers, opts.strict_verify)
-    {
+    if let (Some((_, h, t)), Some(hint), false, false) = (
+        &last,
+        hint,
+        leftovers || interrupted_apply,
+        opts.strict_verify,
+    ) {
         let fits = hint.clean
             && hint.pos == Pos::new(h.max_txid, t.post_apply_checksum)
             && db_len == h.commit as u64 * h.page_size as u64;
@@ -197,9 +217,11 @@ fn verify_ltx(name: &str, entry: &LtxEntry) -> Result<(LtxEntry, ltx::Header, lt
     let (h, t) = ltx::verify(BufReader::new(f)).map_err(|e| StoreError::Corrupt {
         db: name.to_string(),
         reason: format!(
-            "LTX file {} is invalid: {e}. Move it aside and start again; litefs then checks the database \
-             against the file before it",
-            entry.path.display()
+            "LTX file {} is invalid: {e}. To keep the database file as it is and restart the log from it, \
+             move the directory {} aside and start again: litefs then writes a snapshot of the database at \
+             the last known TXID, and replicas resync from it",
+            entry.path.display(),
+            entry.path.parent().unwrap_or(&entry.path).display()
         ),
     })?;
     Ok((entry.clone(), h, t))

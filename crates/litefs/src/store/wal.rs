@@ -155,7 +155,7 @@ impl Db {
 
     /// A page as of the last commit: its newest committed WAL frame, else
     /// the database file.
-    fn committed_page(&self, st: &mut DbState, pgno: u32) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn committed_page(&self, st: &mut DbState, pgno: u32) -> Result<Option<Vec<u8>>> {
         if let Some(&frame_off) = st.wal.index.get(&pgno) {
             let mut buf = vec![0u8; st.page_size as usize];
             let path = self.path(FileKind::Wal);

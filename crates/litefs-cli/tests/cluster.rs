@@ -1,0 +1,889 @@
+//! Clusters of `litefs mount` processes on 127.0.0.x with real mounts and
+//! a static lease: one primary (candidate) and replicas following it.
+//!
+//! * a random multi-writer workload in every journal mode replicates to
+//!   two replicas: same `-pos`, same rows, `integrity_check` ok;
+//! * a reader on a replica never sees a broken invariant while the primary
+//!   writes (and does see many different transactions);
+//! * replica kill -9 / restart, a replica started empty, a primary restart
+//!   (clean and kill -9): positions survive and replicas keep following;
+//! * a replica behind the primary's retention gets a snapshot;
+//! * a peer sending garbage or a truncated LTX frame is dropped with a clear
+//!   log line and the replica's data is untouched;
+//! * a write on a replica fails with "attempt to write a readonly database".
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use rusqlite::{Connection, TransactionBehavior};
+
+const LITEFS: &str = env!("CARGO_BIN_EXE_litefs");
+const WAIT: Duration = Duration::from_secs(20);
+const PRIMARY_HOST: &str = "node-a";
+
+// ---------------------------------------------------------------- nodes
+
+/// One `litefs mount` process with its own directories and address. On
+/// drop the process is stopped (TERM, then KILL) and the mount lazily
+/// unmounted, whatever the test did.
+struct Node {
+    root: tempfile::TempDir,
+    addr: SocketAddr,
+    child: Option<Child>,
+    /// The FUSE connection of the running mount (`/sys/fs/fuse/connections/N`).
+    fuse_conn: Option<String>,
+}
+
+impl Node {
+    /// A node listening on 127.0.0.`host` (a free port there).
+    fn new(host: u8) -> Node {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("mnt")).unwrap();
+        let ip = Ipv4Addr::new(127, 0, 0, host);
+        let addr = TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap();
+        Node {
+            root,
+            addr,
+            child: None,
+            fuse_conn: None,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn mnt(&self) -> PathBuf {
+        self.root.path().join("mnt")
+    }
+
+    fn db(&self, name: &str) -> PathBuf {
+        self.mnt().join(name)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.root.path().join("litefs.log")
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Writes litefs.yml. `primary`: the URL to follow (a replica), or None
+    /// (the primary). `data_extra`: more fields of the `data:` map.
+    fn config(&self, primary: Option<&str>, data_extra: &str) {
+        let lease = match primary {
+            None => format!(
+                "lease: {{ type: static, candidate: true, hostname: \"{PRIMARY_HOST}\", \
+                 advertise-url: \"{}\" }}\n",
+                self.url()
+            ),
+            Some(url) => format!(
+                "lease: {{ type: static, candidate: false, hostname: \"{PRIMARY_HOST}\", \
+                 advertise-url: \"{url}\", reconnect-delay: \"200ms\" }}\nskip-sync: true\n"
+            ),
+        };
+        let yml = format!(
+            "fuse: {{ dir: \"{}\" }}\ndata: {{ dir: \"{}\"{data_extra} }}\nhttp: {{ addr: \"{}\" }}\n{lease}",
+            self.mnt().display(),
+            self.data().display(),
+            self.addr,
+        );
+        fs::write(self.root.path().join("litefs.yml"), yml).unwrap();
+    }
+
+    /// Starts the node and waits until its mount answers.
+    fn start(&mut self) {
+        assert!(self.child.is_none(), "node already running");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let child = Command::new(LITEFS)
+            .arg("mount")
+            .arg("-config")
+            .arg(self.root.path().join("litefs.yml"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let mnt = self.mnt();
+        self.wait_until("the mount to appear", || {
+            is_mounted(&mnt) && fs::read_dir(&mnt).is_ok()
+        });
+        self.fuse_conn = fuse_conn(&mnt);
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("node not running").id() as i32)
+    }
+
+    fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => c.try_wait().unwrap().is_none(),
+            None => false,
+        }
+    }
+
+    /// SIGTERM and a bounded wait for a clean exit (code 0).
+    fn stop(&mut self) {
+        kill(self.pid(), Signal::SIGTERM).unwrap();
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                assert!(st.success(), "litefs exited with {st}:\n{}", self.log());
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("litefs did not exit after SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// kill -9; the stale mount is left behind, as after a crash. A
+    /// process that cannot finish exiting within 5 s (stuck in a request
+    /// to its own, now unserved, FUSE mount) is reported as an error after
+    /// its FUSE connection is aborted so that it can exit.
+    fn kill9(&mut self) -> Result<(), String> {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        if wait_bounded(&mut child, Duration::from_secs(5)) {
+            // The kernel releases a dead process's /dev/fuse a moment after
+            // it is reaped (delayed fput); until then the mount does not yet
+            // answer ENOTCONN and looks alive. A restart in that window
+            // fails with "Transport endpoint is not connected" (see the
+            // report); wait (bounded) for the crash to be complete.
+            let mnt = self.mnt();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while fs::metadata(&mnt).err().and_then(|e| e.raw_os_error()) != Some(libc::ENOTCONN)
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            return Ok(());
+        }
+        let stuck = task_states(child.id());
+        self.abort_fuse();
+        let exited = wait_bounded(&mut child, Duration::from_secs(5));
+        Err(format!(
+            "litefs (pid {}) did not exit within 5 s of SIGKILL (threads: {stuck}); \
+             exited after aborting its FUSE connection: {exited}",
+            child.id()
+        ))
+    }
+
+    /// Aborts this node's FUSE connection (only while its mount is still
+    /// the one recorded at start).
+    fn abort_fuse(&mut self) {
+        if let Some(conn) = self.fuse_conn.take() {
+            if fuse_conn(&self.mnt()).as_deref() == Some(conn.as_str()) {
+                abort_fuse_conn(&conn);
+            }
+        }
+    }
+
+    /// Polls `f` until it holds; panics with this node's log after WAIT.
+    fn wait_until(&mut self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if f() {
+                return;
+            }
+            if let Some(c) = &mut self.child {
+                if let Some(st) = c.try_wait().unwrap() {
+                    panic!(
+                        "litefs exited ({st}) while waiting for {what}:\n{}",
+                        self.log()
+                    );
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The `-pos` file's content, if the database exists here.
+    fn pos(&self, db: &str) -> Option<String> {
+        fs::read_to_string(self.mnt().join(format!("{db}-pos")))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    fn txid(&self, db: &str) -> u64 {
+        txid_of(&self.pos(db).unwrap_or_default())
+    }
+
+    /// The raw database file in the data directory.
+    fn raw_db(&self, db: &str) -> Vec<u8> {
+        fs::read(self.data().join("dbs").join(db).join("database")).unwrap()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+            if !wait_bounded(&mut c, Duration::from_secs(3)) {
+                let _ = c.kill();
+                if !wait_bounded(&mut c, Duration::from_secs(3)) {
+                    // Stuck on its own mount: never leave a D-state zombie.
+                    self.abort_fuse();
+                    wait_bounded(&mut c, Duration::from_secs(3));
+                }
+            }
+        }
+        let _ = Command::new("fusermount3")
+            .arg("-uz")
+            .arg(self.mnt())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Waits at most `d` for `c` to exit; whether it did.
+fn wait_bounded(c: &mut Child, d: Duration) -> bool {
+    let deadline = Instant::now() + d;
+    loop {
+        if c.try_wait().ok().flatten().is_some() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// "tid:state:wchan" of each thread of `pid`, for a report.
+fn task_states(pid: u32) -> String {
+    let Ok(rd) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return String::new();
+    };
+    rd.filter_map(|e| e.ok())
+        .map(|e| {
+            let p = e.path();
+            let stat = fs::read_to_string(p.join("stat")).unwrap_or_default();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next()
+                .unwrap_or("?")
+                .to_string();
+            let wchan = fs::read_to_string(p.join("wchan")).unwrap_or_default();
+            format!("{}:{state}:{wchan}", e.file_name().to_string_lossy())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The FUSE connection number (the device minor) of the mount at `dir`.
+fn fuse_conn(dir: &Path) -> Option<String> {
+    let want = dir.to_str().unwrap().replace(' ', "\\040");
+    fs::read_to_string("/proc/self/mountinfo")
+        .ok()?
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(4) == Some(&want.as_str()))
+                .then(|| f.get(2)?.split(':').nth(1).map(String::from))?
+        })
+        .next_back()
+}
+
+/// Writes to /sys/fs/fuse/connections/N/abort (mounting fusectl if needed).
+fn abort_fuse_conn(conn: &str) {
+    let dir = Path::new("/sys/fs/fuse/connections");
+    if !dir.join(conn).exists() {
+        let _ = Command::new("mount")
+            .args(["-t", "fusectl", "none"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = fs::write(dir.join(conn).join("abort"), "1");
+}
+
+fn txid_of(pos: &str) -> u64 {
+    pos.split('/')
+        .next()
+        .and_then(|t| u64::from_str_radix(t, 16).ok())
+        .unwrap_or(0)
+}
+
+fn is_mounted(dir: &Path) -> bool {
+    let want = dir.to_str().unwrap().replace(' ', "\\040");
+    fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
+}
+
+/// A primary on 127.0.0.1 and `n` replicas on 127.0.0.2.. following it.
+fn cluster(n: u8, primary_data: &str) -> (Node, Vec<Node>) {
+    let mut p = Node::new(1);
+    p.config(None, primary_data);
+    p.start();
+    let replicas = (0..n)
+        .map(|i| {
+            let mut r = Node::new(2 + i);
+            r.config(Some(&p.url()), "");
+            r.start();
+            r
+        })
+        .collect();
+    (p, replicas)
+}
+
+/// Waits until `r`'s `-pos` for `db` equals the primary's (TXID and
+/// checksum); returns it.
+fn wait_caught_up(p: &Node, r: &mut Node, db: &str) -> String {
+    let want = p.pos(db).expect("primary has the database");
+    let path = r.mnt().join(format!("{db}-pos"));
+    r.wait_until(&format!("{db}-pos to reach {want}"), || {
+        fs::read_to_string(&path).is_ok_and(|s| s.trim() == want)
+    });
+    want
+}
+
+// ---------------------------------------------------------------- sqlite helpers
+
+fn open(path: &Path) -> Connection {
+    let c = Connection::open(path).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c
+}
+
+/// Schema plus every row of every table in rowid order, as text.
+fn dump(path: &Path) -> Vec<String> {
+    let c = open(path);
+    let mut out = Vec::new();
+    let tables: Vec<(String, String)> = c
+        .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (name, sql) in tables {
+        out.push(sql);
+        let mut st = c
+            .prepare(&format!("SELECT * FROM \"{name}\" ORDER BY rowid"))
+            .unwrap();
+        let cols = st.column_count();
+        let mut rows = st.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            let vals: Vec<String> = (0..cols)
+                .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
+                .collect();
+            out.push(vals.join("|"));
+        }
+    }
+    out
+}
+
+fn integrity(path: &Path) -> String {
+    open(path)
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn sqlite3_cli(db: &Path, sql: &str) -> std::process::Output {
+    Command::new("sqlite3")
+        .arg("-bail")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .unwrap()
+}
+
+/// xorshift64*: a small deterministic generator per writer thread.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Creates `name` in `mode` with table t(id, v, b).
+fn create_db(p: &Node, name: &str, mode: &str) {
+    let c = open(&p.db(name));
+    let got: String = c
+        .query_row(&format!("PRAGMA journal_mode = {mode}"), [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(got.to_uppercase(), mode);
+    c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL, b BLOB)")
+        .unwrap();
+}
+
+/// `n` random transactions (insert / update / delete, blobs of up to
+/// three pages) on `path`.
+fn random_writes(path: &Path, seed: u64, n: usize) {
+    let mut c = open(path);
+    let mut rng = Rng(seed | 1);
+    for _ in 0..n {
+        let tx = c
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .unwrap();
+        for _ in 0..1 + rng.below(3) {
+            let id = rng.below(200) as i64;
+            match rng.below(10) {
+                0..=4 => {
+                    let len = rng.below(10_000) as usize;
+                    let blob = vec![(rng.next() & 0xff) as u8; len];
+                    tx.execute(
+                        "INSERT OR REPLACE INTO t (id, v, b) VALUES (?1, ?2, ?3)",
+                        rusqlite::params![id, rng.next() as i64, blob],
+                    )
+                    .unwrap();
+                }
+                5..=7 => {
+                    tx.execute(
+                        "UPDATE t SET v = v + 1 WHERE id >= ?1 AND id < ?1 + 20",
+                        [id],
+                    )
+                    .unwrap();
+                }
+                _ => {
+                    tx.execute("DELETE FROM t WHERE id >= ?1 AND id < ?1 + 5", [id])
+                        .unwrap();
+                }
+            }
+        }
+        tx.commit().unwrap();
+    }
+}
+
+const MODES: [&str; 4] = ["DELETE", "TRUNCATE", "PERSIST", "WAL"];
+
+fn mode_db(mode: &str) -> String {
+    format!("{}.db", mode.to_lowercase())
+}
+
+/// Every replica has the primary's position, rows and a sound database.
+fn assert_replicated(p: &Node, replicas: &mut [Node], db: &str) {
+    let want = dump(&p.db(db));
+    for r in replicas.iter_mut() {
+        let pos = wait_caught_up(p, r, db);
+        assert_eq!(dump(&r.db(db)), want, "{db} differs on a replica at {pos}");
+        assert_eq!(integrity(&r.db(db)), "ok", "{db} on a replica");
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+/// Two or three writers per database, one database per journal mode, all
+/// concurrently on the primary; both replicas end at the same position
+/// with the same rows, and pass integrity_check.
+#[test]
+fn random_workload_in_every_journal_mode_replicates() {
+    let (p, mut replicas) = cluster(2, "");
+    for mode in MODES {
+        create_db(&p, &mode_db(mode), mode);
+    }
+    std::thread::scope(|s| {
+        for (i, mode) in MODES.iter().enumerate() {
+            let writers = if i % 2 == 0 { 2 } else { 3 };
+            for w in 0..writers {
+                let path = p.db(&mode_db(mode));
+                s.spawn(move || random_writes(&path, (i * 10 + w + 1) as u64 * 7919, 40));
+            }
+        }
+    });
+    for mode in MODES {
+        let db = mode_db(mode);
+        assert_eq!(integrity(&p.db(&db)), "ok", "{db} on the primary");
+        // A transaction whose statements change nothing writes no page and
+        // gets no TXID; most of the 80+ do.
+        assert!(p.txid(&db) > 40, "{db}: {:?}", p.pos(&db));
+        assert_replicated(&p, &mut replicas, &db);
+    }
+}
+
+/// Ten accounts always summing to 1000; the primary moves money between
+/// them while a reader on a replica checks the sum in every read
+/// transaction. It must never see a broken sum, and must have read at
+/// many different positions (it really read during replication).
+#[test]
+fn replica_reader_never_sees_a_partial_transaction() {
+    let (p, mut replicas) = cluster(1, "");
+    let r = &mut replicas[0];
+    let dbs = ["accounts-delete.db", "accounts-wal.db"];
+    for (db, mode) in dbs.iter().zip(["DELETE", "WAL"]) {
+        let c = open(&p.db(db));
+        c.query_row(&format!("PRAGMA journal_mode = {mode}"), [], |_| Ok(()))
+            .unwrap();
+        c.execute_batch(
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);
+             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 9)
+             INSERT INTO accounts SELECT i, 100 FROM n;",
+        )
+        .unwrap();
+        wait_caught_up(&p, r, db);
+    }
+
+    let done = AtomicBool::new(false);
+    let results = std::thread::scope(|s| {
+        let writers: Vec<_> = dbs
+            .iter()
+            .enumerate()
+            .map(|(i, db)| {
+                let path = p.db(db);
+                s.spawn(move || {
+                    let mut c = open(&path);
+                    let mut rng = Rng(0x9e37_79b9 + i as u64);
+                    for _ in 0..300 {
+                        let (a, b) = (rng.below(10), rng.below(10));
+                        let amt = rng.below(50) as i64;
+                        let tx = c
+                            .transaction_with_behavior(TransactionBehavior::Immediate)
+                            .unwrap();
+                        tx.execute(
+                            "UPDATE accounts SET balance = balance - ?2 WHERE id = ?1",
+                            rusqlite::params![a, amt],
+                        )
+                        .unwrap();
+                        // Spread the two halves in time: a reader that could
+                        // see half a transaction gets every chance to.
+                        std::thread::sleep(Duration::from_micros(200));
+                        tx.execute(
+                            "UPDATE accounts SET balance = balance + ?2 WHERE id = ?1",
+                            rusqlite::params![b, amt],
+                        )
+                        .unwrap();
+                        tx.commit().unwrap();
+                    }
+                })
+            })
+            .collect();
+        let readers: Vec<_> = dbs
+            .iter()
+            .map(|db| {
+                let path = r.db(db);
+                let pos_path = r.mnt().join(format!("{db}-pos"));
+                let done = &done;
+                s.spawn(move || {
+                    let mut c = open(&path);
+                    let mut txids = BTreeSet::new();
+                    let mut reads = 0u64;
+                    let mut violations = Vec::new();
+                    while !done.load(Ordering::Relaxed) {
+                        let tx = c.transaction().unwrap();
+                        let (sum, n): (i64, i64) = tx
+                            .query_row("SELECT sum(balance), count(*) FROM accounts", [], |r| {
+                                Ok((r.get(0)?, r.get(1)?))
+                            })
+                            .unwrap();
+                        let txid = txid_of(&fs::read_to_string(&pos_path).unwrap());
+                        tx.commit().unwrap();
+                        reads += 1;
+                        txids.insert(txid);
+                        if sum != 1000 || n != 10 {
+                            violations.push((txid, sum, n));
+                        }
+                    }
+                    (reads, txids.len(), violations)
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        // Let the replica finish applying, then stop the readers.
+        for db in dbs {
+            wait_caught_up(&p, r, db);
+        }
+        done.store(true, Ordering::Relaxed);
+        readers
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    for (db, (reads, distinct, violations)) in dbs.iter().zip(results) {
+        assert!(
+            violations.is_empty(),
+            "{db}: broken invariant seen {violations:?}"
+        );
+        assert!(
+            distinct >= 10,
+            "{db}: the reader saw only {distinct} positions in {reads} reads"
+        );
+        assert_eq!(dump(&r.db(db)), dump(&p.db(db)));
+    }
+}
+
+/// kill -9 of a replica while the primary writes, restart on the same
+/// data: it catches up. A replica started empty gets a snapshot. The
+/// primary restarted (clean, then kill -9) keeps its position and the
+/// replicas reconnect and keep following.
+#[test]
+fn restarts_keep_positions_and_replicas_follow() {
+    let db = "r.db";
+    let (mut p, mut replicas) = cluster(1, "");
+    create_db(&p, db, "WAL");
+    random_writes(&p.db(db), 11, 30);
+    wait_caught_up(&p, &mut replicas[0], db);
+
+    // Problems that do not stop the rest of the test; asserted at the end.
+    let mut problems = Vec::new();
+
+    // Replica kill -9 in the middle of a stream of writes.
+    std::thread::scope(|s| {
+        let path = p.db(db);
+        let w = s.spawn(move || random_writes(&path, 12, 60));
+        std::thread::sleep(Duration::from_millis(100));
+        if let Err(e) = replicas[0].kill9() {
+            problems.push(format!("replica kill -9: {e}"));
+        }
+        w.join().unwrap();
+    });
+    let before = replicas[0].txid(db);
+    assert!(
+        before < p.txid(db),
+        "the replica was down; it cannot be at the primary's TXID"
+    );
+    replicas[0].start();
+    assert_replicated(&p, &mut replicas, db);
+
+    // A new, empty replica: the whole database as a snapshot.
+    let mut empty = Node::new(4);
+    empty.config(Some(&p.url()), "");
+    empty.start();
+    replicas.push(empty);
+    assert_replicated(&p, &mut replicas, db);
+    assert!(p.log().contains("sending snapshot"), "{}", p.log());
+
+    // Primary: clean restart, then kill -9; the position survives both.
+    for crash in [false, true] {
+        let pos = p.pos(db).unwrap();
+        if crash {
+            if let Err(e) = p.kill9() {
+                problems.push(format!("primary kill -9: {e}"));
+            }
+        } else {
+            p.stop();
+        }
+        p.start();
+        assert_eq!(
+            p.pos(db).unwrap(),
+            pos,
+            "primary position after restart (crash: {crash})"
+        );
+        assert_eq!(integrity(&p.db(db)), "ok");
+        random_writes(&p.db(db), 13 + crash as u64, 20);
+        assert!(
+            p.txid(db) > txid_of(&pos),
+            "the primary did not commit after restart"
+        );
+        assert_replicated(&p, &mut replicas, db);
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// A replica whose next transaction the primary no longer has (deleted
+/// by retention) is sent a snapshot and catches up.
+#[test]
+fn replica_behind_retention_gets_a_snapshot() {
+    let db = "ret.db";
+    let (p, mut replicas) = cluster(1, ", retention: \"1s\", retention-monitor-interval: \"1s\"");
+    create_db(&p, db, "DELETE");
+    random_writes(&p.db(db), 21, 10);
+    wait_caught_up(&p, &mut replicas[0], db);
+    replicas[0].stop();
+    let stopped_at = replicas[0].txid(db);
+    random_writes(&p.db(db), 22, 50);
+
+    // Wait (bounded) until retention has removed the replica's next file.
+    let ltx_dir = p.data().join("dbs").join(db).join("ltx");
+    let next = format!("{:016x}-", stopped_at + 1);
+    let deadline = Instant::now() + WAIT;
+    while fs::read_dir(&ltx_dir)
+        .unwrap()
+        .any(|e| e.unwrap().file_name().to_string_lossy().starts_with(&next))
+    {
+        assert!(Instant::now() < deadline, "retention never removed {next}*");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let snapshots_before = p.log().matches("sending snapshot").count();
+    replicas[0].start();
+    assert_replicated(&p, &mut replicas, db);
+    assert!(
+        p.log().matches("sending snapshot").count() > snapshots_before,
+        "no snapshot was sent:\n{}",
+        p.log()
+    );
+    assert!(replicas[0].is_running());
+}
+
+/// A fake primary (HTTP/2) that answers POST /stream with 200 and, per
+/// connection, the body `mode` picks; any other request (the replica's
+/// `GET /pos` history check) gets `pos`, as a primary that agrees would.
+fn fake_primary(addr: SocketAddr, mode: Arc<AtomicUsize>, bodies: Vec<Vec<u8>>, pos: String) {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::{Request, Response};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bodies = Arc::new(bodies);
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (mode, bodies, pos) = (mode.clone(), bodies.clone(), pos.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let body = if req.uri().path() == "/stream" {
+                        bodies[mode.load(Ordering::SeqCst)].clone()
+                    } else {
+                        format!("{pos}\n").into_bytes()
+                    };
+                    async move {
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+                            body,
+                        ))))
+                    }
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+/// A peer that sends garbage, a truncated LTX frame, or a well-framed LTX
+/// file that is not LTX, is disconnected with a log line naming the
+/// problem; the replica stays up with its position and data unchanged,
+/// and follows the real primary again once it is back.
+#[test]
+fn garbage_from_the_primary_is_refused_and_changes_nothing() {
+    use litefs::replication::frame::{write_chunked, Frame};
+
+    let db = "g.db";
+    let (mut p, mut replicas) = cluster(1, "");
+    create_db(&p, db, "DELETE");
+    random_writes(&p.db(db), 31, 20);
+    let r = &mut replicas[0];
+    wait_caught_up(&p, r, db);
+    p.stop();
+    let (pos, rows, raw) = (r.pos(db).unwrap(), dump(&r.db(db)), r.raw_db(db));
+
+    let mut truncated = Vec::new();
+    Frame::Ltx {
+        size: 0,
+        name: db.into(),
+    }
+    .write_to(&mut truncated)
+    .unwrap();
+    truncated.extend_from_slice(&[0x10, 0x00]); // a 4096-byte chunk...
+    truncated.extend_from_slice(&[0xAB; 100]); // ...of which 100 arrive
+    let mut not_ltx = Vec::new();
+    Frame::Ltx {
+        size: 0,
+        name: db.into(),
+    }
+    .write_to(&mut not_ltx)
+    .unwrap();
+    write_chunked(&mut not_ltx, &[0x5A; 5000]).unwrap();
+    let cases: [(&[u8], &str); 3] = [
+        (
+            b"\x00\x00\x00\x63this is not a litefs stream",
+            "unknown stream frame type 99",
+        ),
+        (&truncated, "stream ended in the middle of a frame"),
+        (&not_ltx, "applying transaction"),
+    ];
+
+    let mode = Arc::new(AtomicUsize::new(0));
+    {
+        let (addr, mode, pos) = (p.addr, mode.clone(), pos.clone());
+        let bodies = cases.iter().map(|(b, _)| b.to_vec()).collect();
+        std::thread::spawn(move || fake_primary(addr, mode, bodies, pos));
+    }
+    for (i, (_, want)) in cases.iter().enumerate() {
+        mode.store(i, Ordering::SeqCst);
+        let log = r.log_path();
+        r.wait_until(&format!("a log line with {want:?}"), || {
+            fs::read_to_string(&log).unwrap().contains(want)
+        });
+        assert!(r.is_running());
+        assert_eq!(r.pos(db).unwrap(), pos, "after {want:?}");
+        assert_eq!(r.raw_db(db), raw, "after {want:?}");
+        assert_eq!(dump(&r.db(db)), rows, "after {want:?}");
+    }
+    let line = r
+        .log()
+        .lines()
+        .find(|l| l.contains("unknown stream frame type"))
+        .unwrap()
+        .to_string();
+    assert!(line.contains("WARN") && line.contains(&p.url()), "{line}");
+    for l in r.log().lines().filter(|l| l.contains("replication stream")) {
+        eprintln!("replica log: {l}");
+    }
+    assert_eq!(integrity(&r.db(db)), "ok");
+}
+
+/// A write on a replica fails as SQLite's read-only error and changes
+/// neither the position nor the rows, in every journal mode.
+#[test]
+fn write_on_a_replica_is_refused() {
+    let (p, mut replicas) = cluster(1, "");
+    let r = &mut replicas[0];
+    for mode in MODES {
+        let db = mode_db(mode);
+        create_db(&p, &db, mode);
+        random_writes(&p.db(&db), 41, 5);
+        let pos = wait_caught_up(&p, r, &db);
+        let rows = dump(&r.db(&db));
+        let out = sqlite3_cli(&r.db(&db), "INSERT INTO t (id, v) VALUES (1000, 1);");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{db}: the write succeeded on a replica"
+        );
+        assert!(
+            err.contains("attempt to write a readonly database"),
+            "{db}: {err}"
+        );
+        assert_eq!(r.pos(&db).unwrap(), pos, "{db}");
+        assert_eq!(dump(&r.db(&db)), rows, "{db}");
+        assert_eq!(p.pos(&db).unwrap(), pos, "{db}: the primary changed");
+    }
+}

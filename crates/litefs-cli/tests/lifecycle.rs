@@ -1,0 +1,717 @@
+//! The `litefs` binary end to end: `litefs mount -config X -- CMD` with a
+//! real litefs.yml, exec and `if-candidate`, exit codes, SIGTERM, kill -9
+//! and the stale mount it leaves, crash recovery without losing an
+//! acknowledged transaction, import/export, `ltx verify`/`ltx dump`, and
+//! the errors for a broken config, a corrupt LTX file and a misaligned
+//! write.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const LITEFS: &str = env!("CARGO_BIN_EXE_litefs");
+const WAIT: Duration = Duration::from_secs(15);
+
+/// One node's directories and config; a `litefs mount` it runs is killed
+/// and its mount lazily unmounted on drop, whatever the test did.
+struct Node {
+    root: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn new() -> Node {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("mnt")).unwrap();
+        Node { root, child: None }
+    }
+
+    fn mnt(&self) -> PathBuf {
+        self.root.path().join("mnt")
+    }
+
+    fn data(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.file("litefs.log")).unwrap_or_default()
+    }
+
+    /// Writes litefs.yml: a static lease, candidate or replica, plus
+    /// `extra` YAML (an `exec:` section, say).
+    fn config(&self, candidate: bool, extra: &str) -> PathBuf {
+        let port = free_port();
+        let lease = if candidate {
+            "lease:\n  type: static\n  candidate: true\n".to_string()
+        } else {
+            // No primary runs in these tests: skip-sync lets exec start
+            // without first catching up with it.
+            "skip-sync: true\nlease:\n  type: static\n  candidate: false\n  hostname: primary-host\n  \
+             advertise-url: \"http://127.0.0.1:1\"\n"
+                .to_string()
+        };
+        let yml = format!(
+            "fuse:\n  dir: \"{}\"\ndata:\n  dir: \"{}\"\nhttp:\n  addr: \"127.0.0.1:{port}\"\n{lease}{extra}",
+            self.mnt().display(),
+            self.data().display()
+        );
+        let path = self.file("litefs.yml");
+        fs::write(&path, yml).unwrap();
+        path
+    }
+
+    /// Starts `litefs mount -config litefs.yml [-- cmd...]`, logging to
+    /// litefs.log.
+    fn start(&mut self, cmd: &[&str]) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.file("litefs.log"))
+            .unwrap();
+        let mut c = Command::new(LITEFS);
+        c.arg("mount")
+            .arg("-config")
+            .arg(self.file("litefs.yml"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        if !cmd.is_empty() {
+            c.arg("--").args(cmd);
+        }
+        self.child = Some(c.spawn().unwrap());
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
+    }
+
+    /// Waits until the mount is up and answering (bounded).
+    fn wait_mounted(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if is_mounted(&self.mnt()) && fs::read_dir(self.mnt()).is_ok() {
+                return;
+            }
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("litefs exited ({st}) before mounting:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mount never appeared:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (bounded) for litefs to exit; returns its status.
+    fn wait_exit(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                self.child = None;
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "litefs did not exit:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, sig: Signal) {
+        kill(self.pid(), sig).unwrap();
+    }
+
+    fn ltx_files(&self, db: &str) -> Vec<PathBuf> {
+        let dir = self.data().join("dbs").join(db).join("ltx");
+        let mut v: Vec<PathBuf> = fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "ltx"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("fusermount3")
+            .arg("-uz")
+            .arg(self.mnt())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether /proc/mounts lists `dir` as a mount point.
+fn is_mounted(dir: &Path) -> bool {
+    let want = dir.to_str().unwrap().replace(' ', "\\040");
+    fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
+}
+
+fn litefs(args: &[&str]) -> Output {
+    Command::new(LITEFS).args(args).output().unwrap()
+}
+
+fn sqlite3(db: &Path, sql: &str) -> Output {
+    Command::new("sqlite3")
+        .arg("-bail")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn wait_for(path: &Path, what: &str, node: &Node) {
+    let deadline = Instant::now() + WAIT;
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{what}:\n{}", node.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn pos_txid(pos: &str) -> u64 {
+    u64::from_str_radix(pos.trim().split('/').next().unwrap(), 16).unwrap()
+}
+
+fn ltx_max_txid(path: &Path) -> u64 {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    ltx::parse_filename(name).unwrap().1
+}
+
+#[test]
+fn exec_exit_code_becomes_litefs_exit_code_and_mount_goes_away() {
+    let mut n = Node::new();
+    n.config(true, "");
+    let db = n.mnt().join("app.db");
+    let script = format!(
+        "sqlite3 {db} 'PRAGMA journal_mode=WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);' >/dev/null \
+         && test -f {mnt}/app.db-pos && exit 7",
+        db = db.display(),
+        mnt = n.mnt().display()
+    );
+    n.start(&["sh", "-c", &script]);
+    let st = n.wait_exit();
+    assert_eq!(st.code(), Some(7), "{}", n.log());
+    assert!(!is_mounted(&n.mnt()), "mount left behind");
+    let files = n.ltx_files("app.db");
+    assert!(files.len() >= 2, "{files:?}");
+
+    // `ltx verify` accepts every file the mount wrote.
+    let mut args = vec!["ltx", "verify"];
+    let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    args.extend(paths.iter().map(String::as_str));
+    let out = litefs(&args);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stdout).matches(": ok (").count(), files.len());
+}
+
+#[test]
+fn if_candidate_is_honoured_and_replica_refuses_writes() {
+    let exec = |n: &Node| {
+        format!(
+            "exec:\n  - cmd: \"touch {m}\"\n    if-candidate: true\n  - cmd: \"sh -c 'echo app > {a}; exit 3'\"\n",
+            m = n.file("migrated").display(),
+            a = n.file("app-ran").display()
+        )
+    };
+    // Candidate: the migration runs, then the app.
+    let mut n = Node::new();
+    n.config(true, &exec(&n));
+    n.start(&[]);
+    assert_eq!(n.wait_exit().code(), Some(3), "{}", n.log());
+    assert!(n.file("migrated").exists());
+    assert!(n.file("app-ran").exists());
+    assert!(!is_mounted(&n.mnt()));
+
+    // Populate a database as primary, then come back as a replica.
+    n.config(true, "");
+    n.start(&[]);
+    n.wait_mounted();
+    let db = n.mnt().join("app.db");
+    for mode in ["DELETE", "WAL"] {
+        let out = sqlite3(
+            &db,
+            &format!("PRAGMA journal_mode={mode}; CREATE TABLE IF NOT EXISTS t (x); INSERT INTO t VALUES (1);"),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    n.signal(Signal::SIGTERM);
+    assert_eq!(n.wait_exit().code(), Some(0), "{}", n.log());
+    fs::remove_file(n.file("migrated")).unwrap();
+    fs::remove_file(n.file("app-ran")).unwrap();
+
+    n.config(false, &exec(&n));
+    n.start(&[]);
+    assert_eq!(n.wait_exit().code(), Some(3), "{}", n.log());
+    assert!(
+        !n.file("migrated").exists(),
+        "if-candidate ran on a replica"
+    );
+    assert!(n.file("app-ran").exists());
+
+    // A replica with no app: writes are refused, reads work, .primary names
+    // the primary.
+    n.config(false, "");
+    n.start(&[]);
+    n.wait_mounted();
+    assert_eq!(
+        fs::read_to_string(n.mnt().join(".primary")).unwrap(),
+        "primary-host\n"
+    );
+    let ltx_before = n.ltx_files("app.db").len();
+    let out = sqlite3(&db, "INSERT INTO t VALUES (2);");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("attempt to write a readonly database"),
+        "replica write said: {err}"
+    );
+    let out = sqlite3(&db, "SELECT count(*) FROM t;");
+    assert_eq!(text(&out.stdout).trim(), "2", "{}", text(&out.stderr));
+    assert_eq!(n.ltx_files("app.db").len(), ltx_before);
+    n.signal(Signal::SIGTERM);
+    assert_eq!(n.wait_exit().code(), Some(0), "{}", n.log());
+    assert!(!is_mounted(&n.mnt()));
+}
+
+#[test]
+fn sigterm_stops_the_app_and_unmounts() {
+    let mut n = Node::new();
+    n.config(true, "");
+    let script = format!(
+        "trap 'touch {got}; exit 0' TERM; touch {ready}; while :; do sleep 0.05; done",
+        got = n.file("got-term").display(),
+        ready = n.file("ready").display()
+    );
+    n.start(&["sh", "-c", &script]);
+    wait_for(&n.file("ready"), "app never started", &n);
+    assert!(is_mounted(&n.mnt()));
+    n.signal(Signal::SIGTERM);
+    let st = n.wait_exit();
+    assert_eq!(st.code(), Some(0), "{}", n.log());
+    assert!(n.file("got-term").exists(), "the app did not get SIGTERM");
+    assert!(!is_mounted(&n.mnt()), "mount left behind after SIGTERM");
+}
+
+#[test]
+fn stale_mount_from_kill9_is_cleared_at_next_start() {
+    let mut n = Node::new();
+    n.config(true, "");
+    n.start(&[]);
+    n.wait_mounted();
+    let db = n.mnt().join("app.db");
+    let out = sqlite3(&db, "CREATE TABLE t (x); INSERT INTO t VALUES (42);");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    n.signal(Signal::SIGKILL);
+    n.wait_exit();
+    assert!(
+        is_mounted(&n.mnt()),
+        "kill -9 should leave the mount behind"
+    );
+    let err = fs::metadata(n.mnt().join("app.db")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(nix::libc::ENOTCONN), "{err}");
+
+    let script = format!(
+        "sqlite3 {} 'SELECT x FROM t' > {}",
+        db.display(),
+        n.file("out").display()
+    );
+    n.start(&["sh", "-c", &script]);
+    assert_eq!(n.wait_exit().code(), Some(0), "{}", n.log());
+    assert_eq!(fs::read_to_string(n.file("out")).unwrap(), "42\n");
+    assert!(n.log().contains("stale mount"), "{}", n.log());
+    assert!(!is_mounted(&n.mnt()));
+}
+
+/// A writer commits one row per transaction and records each id once
+/// SQLite acknowledged the commit; litefs is killed -9 in the middle.
+const WRITER: &str = r#"
+import os, sqlite3, sys
+path, ack, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+c = sqlite3.connect(path, isolation_level=None, timeout=5)
+c.execute("PRAGMA journal_mode=" + mode)
+c.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, pad BLOB)")
+fd = os.open(ack, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+i = 0
+while True:
+    i += 1
+    try:
+        c.execute("INSERT INTO t VALUES (?, randomblob(300))", (i,))
+    except Exception as e:
+        sys.exit(0)
+    os.write(fd, b"%d\n" % i)
+"#;
+
+#[test]
+fn kill9_during_writes_loses_no_acknowledged_transaction() {
+    for mode in ["DELETE", "WAL"] {
+        let mut n = Node::new();
+        n.config(true, "");
+        n.start(&[]);
+        n.wait_mounted();
+        let db = n.mnt().join("app.db");
+        let ack = n.file("acked");
+        let mut writer = Command::new("python3")
+            .arg("-c")
+            .arg(WRITER)
+            .arg(&db)
+            .arg(&ack)
+            .arg(mode)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + WAIT;
+        while fs::read_to_string(&ack).unwrap_or_default().lines().count() < 100 {
+            assert!(Instant::now() < deadline, "{mode}: writer stalled");
+            if let Some(st) = writer.try_wait().unwrap() {
+                panic!("{mode}: writer exited early: {st}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        n.signal(Signal::SIGKILL);
+        n.wait_exit();
+        // The writer fails on the dead mount and stops (bounded).
+        let deadline = Instant::now() + WAIT;
+        while writer.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = writer.kill();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let acked: Vec<u64> = fs::read_to_string(&ack)
+            .unwrap()
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+
+        n.start(&[]);
+        n.wait_mounted();
+        let out = sqlite3(&db, "PRAGMA integrity_check; SELECT id FROM t;");
+        assert!(out.status.success(), "{mode}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let mut lines = stdout.lines();
+        assert_eq!(lines.next(), Some("ok"), "{mode}");
+        let present: std::collections::HashSet<u64> = lines.map(|l| l.parse().unwrap()).collect();
+        let lost: Vec<u64> = acked
+            .iter()
+            .copied()
+            .filter(|i| !present.contains(i))
+            .collect();
+        assert!(lost.is_empty(), "{mode}: acknowledged ids lost: {lost:?}");
+        let pos = fs::read_to_string(n.mnt().join("app.db-pos")).unwrap();
+        let files = n.ltx_files("app.db");
+        assert_eq!(
+            pos_txid(&pos),
+            ltx_max_txid(files.last().unwrap()),
+            "{mode}: position {pos} is not the last LTX file"
+        );
+        eprintln!(
+            "{mode}: {} acknowledged, {} present, position {}",
+            acked.len(),
+            present.len(),
+            pos.trim()
+        );
+        n.signal(Signal::SIGTERM);
+        assert_eq!(n.wait_exit().code(), Some(0), "{}", n.log());
+        let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        let mut args = vec!["ltx", "verify"];
+        args.extend(paths.iter().map(String::as_str));
+        let out = litefs(&args);
+        assert!(out.status.success(), "{mode}: {}", text(&out.stdout));
+    }
+}
+
+#[test]
+fn import_and_export_round_trip_as_one_transaction() {
+    let mut n = Node::new();
+    let cfg = n.config(true, "");
+    let cfg = cfg.to_str().unwrap().to_string();
+    let src = n.file("src.db");
+    let out = sqlite3(
+        &src,
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT);
+         WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 2000)
+           INSERT INTO a (v) SELECT printf('value %d', i) FROM c;
+         CREATE TABLE b (x); INSERT INTO b VALUES ('hello'); CREATE INDEX a_v ON a (v);",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    n.start(&[]);
+    n.wait_mounted();
+
+    // Into a new database: exactly one LTX file.
+    let out = litefs(&[
+        "import",
+        "-config",
+        &cfg,
+        "-name",
+        "app.db",
+        src.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        n.ltx_files("app.db").len(),
+        1,
+        "{:?}",
+        n.ltx_files("app.db")
+    );
+    // Over an existing database: one more.
+    let out = sqlite3(&n.mnt().join("app.db"), "INSERT INTO b VALUES ('extra');");
+    assert!(out.status.success());
+    let before = n.ltx_files("app.db").len();
+    let out = litefs(&[
+        "import",
+        "-config",
+        &cfg,
+        "-name",
+        "app.db",
+        src.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("imported"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(n.ltx_files("app.db").len(), before + 1);
+
+    let dst = n.file("exported.db");
+    let out = litefs(&[
+        "export",
+        "-config",
+        &cfg,
+        "-name",
+        "app.db",
+        dst.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dump = |p: &Path| text(&sqlite3(p, ".dump").stdout);
+    assert_eq!(dump(&dst), dump(&src));
+    let out = sqlite3(&dst, "PRAGMA integrity_check;");
+    assert_eq!(text(&out.stdout), "ok\n");
+
+    // Bad input to import: not a database.
+    let junk = n.file("junk.db");
+    fs::write(&junk, vec![7u8; 8192]).unwrap();
+    let out = litefs(&[
+        "import",
+        "-config",
+        &cfg,
+        "-name",
+        "app.db",
+        junk.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("junk.db"),
+        "{}",
+        text(&out.stderr)
+    );
+    n.signal(Signal::SIGTERM);
+    assert_eq!(n.wait_exit().code(), Some(0), "{}", n.log());
+}
+
+#[test]
+fn ltx_verify_rejects_corruption_and_dump_json_parses() {
+    let mut n = Node::new();
+    n.config(true, "");
+    let db = n.mnt().join("app.db");
+    let script = format!(
+        "sqlite3 {} 'CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(5000)); INSERT INTO t VALUES (1);'",
+        db.display()
+    );
+    n.start(&["sh", "-c", &script]);
+    assert_eq!(n.wait_exit().code(), Some(0), "{}", n.log());
+    let files = n.ltx_files("app.db");
+    let last = files.last().unwrap();
+
+    let out = litefs(&["ltx", "dump", "--json", last.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["header"]["max_txid"].as_str().unwrap(),
+        format!("{:016x}", ltx_max_txid(last))
+    );
+    assert!(!v["pages"].as_array().unwrap().is_empty());
+    assert!(v["trailer"]["post_apply_checksum"].is_string());
+    let out = litefs(&["ltx", "dump", last.to_str().unwrap()]);
+    assert!(out.status.success());
+
+    // A corrupted copy: one flipped byte in the page block, and a
+    // truncated one; the original still verifies beside them.
+    let bad = n.file("bad.ltx");
+    let mut bytes = fs::read(last).unwrap();
+    let mid = 100 + (bytes.len() - 116) / 2;
+    bytes[mid] ^= 0x01;
+    fs::write(&bad, &bytes).unwrap();
+    let short = n.file("short.ltx");
+    let orig = fs::read(last).unwrap();
+    fs::write(&short, &orig[..orig.len() - 10]).unwrap();
+    let out = litefs(&[
+        "ltx",
+        "verify",
+        last.to_str().unwrap(),
+        bad.to_str().unwrap(),
+        short.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    eprintln!("{stdout}");
+    let line = |p: &Path| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&p.display().to_string()))
+            .unwrap_or_else(|| panic!("no line for {}: {stdout}", p.display()))
+            .to_string()
+    };
+    assert!(line(last).contains(": ok ("), "{stdout}");
+    assert!(line(&bad).contains("invalid: "), "{stdout}");
+    assert!(line(&short).contains("invalid: "), "{stdout}");
+    let out = litefs(&["ltx", "dump", "--json", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("bad.ltx"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn broken_config_names_the_field() {
+    let n = Node::new();
+    let cases = [
+        ("lease:\n  type: static\n  candidat: true\n", "candidat"),
+        (
+            "lease:\n  type: static\n  candidate: maybe\n",
+            "lease.candidate",
+        ),
+        ("lease:\n  candidate: true\n", "lease.type"),
+        (
+            "lease:\n  type: static\n  candidate: true\nexec: [{cmd: 1, if-candidate: []}]\n",
+            "if-candidate",
+        ),
+        ("lease: [\n", "litefs.yml"),
+    ];
+    for (extra, field) in cases {
+        let yml = format!(
+            "fuse:\n  dir: \"{}\"\ndata:\n  dir: \"{}\"\n{extra}",
+            n.mnt().display(),
+            n.data().display()
+        );
+        let path = n.file("litefs.yml");
+        fs::write(&path, yml).unwrap();
+        let out = litefs(&["mount", "-config", path.to_str().unwrap(), "--", "true"]);
+        let err = text(&out.stderr);
+        eprintln!("{field}: {}", err.trim());
+        assert_eq!(out.status.code(), Some(1), "{field}: {err}");
+        assert!(err.contains(field), "error does not name {field}: {err}");
+        assert!(!is_mounted(&n.mnt()));
+    }
+}
+
+#[test]
+fn corrupt_ltx_file_fails_startup_naming_it() {
+    let mut n = Node::new();
+    n.config(true, "");
+    let db = n.mnt().join("app.db");
+    let script = format!(
+        "sqlite3 {} 'CREATE TABLE t (x); INSERT INTO t VALUES (1);'",
+        db.display()
+    );
+    n.start(&["sh", "-c", &script]);
+    assert_eq!(n.wait_exit().code(), Some(0), "{}", n.log());
+    let last = n.ltx_files("app.db").pop().unwrap();
+    let mut bytes = fs::read(&last).unwrap();
+    let i = bytes.len() - 3;
+    bytes[i] ^= 0xFF;
+    fs::write(&last, bytes).unwrap();
+
+    n.start(&["true"]);
+    let st = n.wait_exit();
+    assert_ne!(st.code(), Some(0));
+    let log = n.log();
+    let err = log
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("litefs:"))
+        .unwrap_or("");
+    eprintln!("{err}");
+    assert!(err.contains(&last.display().to_string()), "{log}");
+    assert!(err.contains("aside"), "{log}");
+    assert!(!is_mounted(&n.mnt()));
+}
+
+#[test]
+fn misaligned_write_is_einval_and_logged() {
+    let mut n = Node::new();
+    n.config(true, "");
+    n.start(&[]);
+    n.wait_mounted();
+    let db = n.mnt().join("app.db");
+    let out = sqlite3(&db, "CREATE TABLE t (x); INSERT INTO t VALUES (1);");
+    assert!(out.status.success());
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import os, sys\nfd = os.open(sys.argv[1], os.O_WRONLY)\ntry:\n    os.pwrite(fd, b'x' * 10, 100)\n    print('WROTE')\nexcept OSError as e:\n    print(e.errno, e.strerror)",
+        )
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("{} Invalid argument", nix::libc::EINVAL),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = sqlite3(&db, "PRAGMA integrity_check; SELECT x FROM t;");
+    assert_eq!(text(&out.stdout), "ok\n1\n");
+    n.signal(Signal::SIGTERM);
+    assert_eq!(n.wait_exit().code(), Some(0), "{}", n.log());
+    let log = n.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("not aligned"))
+        .unwrap_or_else(|| panic!("misaligned write not logged:\n{log}"));
+    eprintln!("{line}");
+    assert!(
+        line.contains("app.db") && line.contains("offset 100"),
+        "{line}"
+    );
+}

@@ -1,0 +1,125 @@
+//! `GET /info` and the `/events` lines: LiteFS's fields (`isPrimary`,
+//! `candidate`, `path`, `primary.hostname`, event `type`/`db`/`data`) plus
+//! what litefs-rs's Node package reads (`nodeID`, `primaryURL`, positions).
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::NodeMeta;
+use crate::store::{Event, Store};
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInfo {
+    #[serde(rename = "nodeID")]
+    pub node_id: String,
+    pub hostname: String,
+    pub is_primary: bool,
+    pub candidate: bool,
+    pub path: String,
+    pub primary: PrimaryView,
+    #[serde(rename = "primaryURL")]
+    pub primary_url: Option<String>,
+    #[serde(rename = "advertiseURL")]
+    pub advertise_url: String,
+    pub databases: BTreeMap<String, DbView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PrimaryView {
+    pub hostname: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DbView {
+    pub txid: String,
+    pub checksum: String,
+}
+
+pub fn node_info(store: &Store, meta: &NodeMeta) -> NodeInfo {
+    let is_primary = store.is_primary();
+    NodeInfo {
+        node_id: format!("{:016X}", store.node_id()),
+        hostname: meta.hostname.clone(),
+        is_primary,
+        candidate: meta.candidate,
+        path: store.data_dir().display().to_string(),
+        primary: PrimaryView {
+            hostname: if is_primary {
+                meta.hostname.clone()
+            } else {
+                store.primary_hostname().unwrap_or_default()
+            },
+        },
+        primary_url: if is_primary {
+            None
+        } else {
+            meta.primary_url.clone()
+        },
+        advertise_url: meta.advertise_url.clone(),
+        databases: store
+            .dbs()
+            .iter()
+            .map(|d| {
+                let pos = d.pos();
+                (
+                    d.name().to_string(),
+                    DbView {
+                        txid: format!("{:016x}", pos.txid),
+                        checksum: format!("{:016x}", pos.post_apply_checksum),
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+fn line(v: serde_json::Value) -> Bytes {
+    let mut b = serde_json::to_vec(&v).expect("serializable");
+    b.push(b'\n');
+    Bytes::from(b)
+}
+
+pub fn init_event(store: &Store, meta: &NodeMeta) -> Bytes {
+    let is_primary = store.is_primary();
+    let hostname = if is_primary {
+        meta.hostname.clone()
+    } else {
+        store.primary_hostname().unwrap_or_default()
+    };
+    line(
+        serde_json::json!({"type": "init", "data": {"isPrimary": is_primary, "hostname": hostname}}),
+    )
+}
+
+pub fn event_line(ev: &Event) -> Bytes {
+    match ev {
+        Event::Tx {
+            db,
+            pos,
+            page_size,
+            commit,
+            timestamp,
+        } => line(serde_json::json!({
+            "type": "tx",
+            "db": db,
+            "data": {
+                "txID": format!("{:016x}", pos.txid),
+                "postApplyChecksum": format!("{:016x}", pos.post_apply_checksum),
+                "pageSize": page_size,
+                "commit": commit,
+                "timestamp": timestamp,
+            }
+        })),
+        Event::Resync { db } => line(serde_json::json!({"type": "resync", "db": db})),
+        Event::PrimaryChange {
+            is_primary,
+            hostname,
+        } => line(serde_json::json!({
+            "type": "primaryChange",
+            "data": {"isPrimary": is_primary, "hostname": hostname.clone().unwrap_or_default()}
+        })),
+    }
+}

@@ -1,0 +1,45 @@
+//! `GET /metrics`: Prometheus text from the store's current state.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::store::Store;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DbLabel {
+    db: String,
+}
+
+pub fn render(store: &Store) -> String {
+    let mut reg = Registry::with_prefix("litefs");
+    let txid = Family::<DbLabel, Gauge>::default();
+    let commit = Family::<DbLabel, Gauge>::default();
+    for db in store.dbs() {
+        let label = DbLabel {
+            db: db.name().to_string(),
+        };
+        txid.get_or_create(&label).set(db.pos().txid as i64);
+        commit.get_or_create(&label).set(db.commit_pages() as i64);
+    }
+    reg.register("db_txid", "TXID of the newest transaction", txid);
+    reg.register("db_pages", "Database size in pages", commit);
+    let primary = Gauge::<i64>::default();
+    primary.set(store.is_primary() as i64);
+    reg.register("is_primary", "1 when this node is the primary", primary);
+    let lag = Gauge::<i64>::default();
+    lag.set(store.lag_ms());
+    reg.register("lag_milliseconds", "Milliseconds behind the primary", lag);
+    let tx = Gauge::<i64>::default();
+    tx.set(store.tx_count() as i64);
+    reg.register(
+        "transactions",
+        "Transactions committed on this node since start",
+        tx,
+    );
+    let mut out = String::new();
+    encode(&mut out, &reg).expect("writing to a String cannot fail");
+    out
+}

@@ -1,0 +1,310 @@
+//! The replica's side: connect to the primary's `/stream` (HTTP/2 without
+//! TLS, as LiteFS does), send this node's positions, and apply what comes
+//! back, one transaction at a time, each under SQLite's exclusive lock taken
+//! through the mount. Reconnects after `reconnect-delay` when the stream
+//! breaks; `.primary` is shown only while connected.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Read};
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::replication::frame::{self, Frame, FrameError};
+use crate::replication::lock::ExclusiveLock;
+use crate::store::{Pos, Store, StoreError};
+
+/// Largest LTX file accepted from a primary (a snapshot of a big database).
+const MAX_LTX_BYTES: u64 = 1 << 40;
+pub const HEADER_NODE_ID: &str = "Litefs-Id";
+/// The fencing epoch: the primary's term on a stream response, the newest
+/// the replica has followed on its request. LiteFS peers ignore it.
+pub const HEADER_EPOCH: &str = "Litefs-Epoch";
+
+#[derive(Debug, Clone)]
+pub struct ReplicaOptions {
+    /// The primary's advertised URL (`http://host:20202`).
+    pub primary_url: String,
+    /// The primary's hostname, shown in `.primary`.
+    pub primary_hostname: String,
+    pub reconnect_delay: Duration,
+    /// The mount, to take SQLite's lock through; None in tests without one.
+    pub mount_dir: Option<PathBuf>,
+    /// Notified (one permit) each time the replica has caught up after
+    /// connecting; `exec` waits for it unless `skip-sync` is set.
+    pub ready: Arc<tokio::sync::Notify>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid primary URL {0:?}")]
+    Url(String),
+    #[error("connect to {url}: {source}")]
+    Connect { url: String, source: io::Error },
+    #[error("HTTP/2 to {url}: {source}")]
+    Http { url: String, source: hyper::Error },
+    #[error("primary answered {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("bad stream from primary: {0}")]
+    Frame(#[from] FrameError),
+    #[error("applying transaction: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    StaleEpoch(#[from] crate::store::StaleEpoch),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Follows the primary until the task is aborted.
+///
+/// `.primary` names the primary from the start, connected or not: with no
+/// `.primary` the Node helpers (like litefs-js) would take a replica that
+/// lost its primary for the primary, and run migrations or skip
+/// `ensurePrimary` on a node where every write fails.
+pub async fn run(store: Arc<Store>, opts: ReplicaOptions) {
+    store.set_primary_hostname(Some(opts.primary_hostname.clone()));
+    // The same failure every reconnect-delay (a primary that is down) is
+    // logged once at warn, then at debug until something changes.
+    let mut last_error = String::new();
+    loop {
+        match stream_once(&store, &opts).await {
+            Ok(()) => {
+                last_error.clear();
+                tracing::info!(primary = %opts.primary_url, "replication stream ended");
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                if msg == last_error {
+                    tracing::debug!(primary = %opts.primary_url, "replication stream: {msg}");
+                } else {
+                    tracing::warn!(primary = %opts.primary_url, "replication stream: {msg}");
+                    last_error = msg;
+                }
+            }
+        }
+        tokio::time::sleep(opts.reconnect_delay).await;
+    }
+}
+
+fn host_port(url: &str) -> Result<String, ClientError> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| ClientError::Url(url.to_string()))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(ClientError::Url(url.to_string()));
+    }
+    Ok(if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:80")
+    })
+}
+
+/// One connection: returns when the stream ends or fails.
+pub async fn stream_once(store: &Arc<Store>, opts: &ReplicaOptions) -> Result<(), ClientError> {
+    let addr = host_port(&opts.primary_url)?;
+    let tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .map_err(|source| ClientError::Connect {
+            url: opts.primary_url.clone(),
+            source,
+        })?;
+    tcp.set_nodelay(true)?;
+    let http_err = |source| ClientError::Http {
+        url: opts.primary_url.clone(),
+        source,
+    };
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .map_err(http_err)?;
+    let conn = tokio::spawn(conn);
+
+    super::diverge::check(&mut sender, &addr, store).await?;
+    let positions: BTreeMap<String, Pos> = store
+        .dbs()
+        .iter()
+        .map(|d| (d.name().to_string(), d.pos()))
+        .collect();
+    let mut body = Vec::new();
+    frame::write_pos_map(&mut body, &positions)?;
+    let req = Request::post(format!("http://{addr}/stream"))
+        .header(HEADER_NODE_ID, format!("{:016X}", store.node_id()))
+        .header(HEADER_EPOCH, store.epoch().to_string())
+        .body(Full::new(Bytes::from(body)))
+        .expect("static request parts are valid");
+    let resp = sender.send_request(req).await.map_err(http_err)?;
+    if !resp.status().is_success() {
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Err(ClientError::Status {
+            status,
+            body: String::from_utf8_lossy(&body).trim().to_string(),
+        });
+    }
+    // A primary that does not announce an epoch (LiteFS) is taken as is.
+    if let Some(epoch) = resp
+        .headers()
+        .get(HEADER_EPOCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        let epoch: u64 = epoch.parse().map_err(|_| ClientError::Status {
+            status: 200,
+            body: format!("invalid {HEADER_EPOCH} header {epoch:?}"),
+        })?;
+        store.observe_epoch(epoch)?;
+    }
+    tracing::info!(primary = %opts.primary_url, epoch = store.epoch(), "connected to primary");
+
+    // Frames are applied on a blocking thread: file I/O and lock waits.
+    let (tx, rx) = std_mpsc::sync_channel::<Bytes>(64);
+    let applier = {
+        let store = store.clone();
+        let mount = opts.mount_dir.clone();
+        let ready = opts.ready.clone();
+        tokio::task::spawn_blocking(move || {
+            apply_frames(&store, mount, &ready, ChannelReader::new(rx))
+        })
+    };
+    let mut body = resp.into_body();
+    let mut events = store.subscribe();
+    let resync = async {
+        loop {
+            match events.recv().await {
+                Ok(crate::store::Event::Resync { db }) => return db,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    std::future::pending::<()>().await
+                }
+                _ => {}
+            }
+        }
+    };
+    let pump = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(http_err)?;
+            if let Ok(data) = frame.into_data() {
+                if tx.send(data).is_err() {
+                    break;
+                }
+            }
+        }
+        Ok::<(), ClientError>(())
+    };
+    let pumped = tokio::select! {
+        res = pump => res,
+        db = resync => {
+            tracing::info!(%db, "reconnecting to ask the primary for a snapshot");
+            Ok(())
+        }
+    };
+    drop(tx);
+    let applied = applier.await.map_err(|e| io::Error::other(e.to_string()))?;
+    conn.abort();
+    applied.and(pumped)
+}
+
+fn apply_frames(
+    store: &Store,
+    mount: Option<PathBuf>,
+    ready: &tokio::sync::Notify,
+    mut r: ChannelReader,
+) -> Result<(), ClientError> {
+    while let Some(frame) = Frame::read_from(&mut r)? {
+        match frame {
+            Frame::Ltx { name, .. } => {
+                let db = store.create_db_for_replication(&name)?;
+                let tmp = db
+                    .ltx_log()
+                    .dir()
+                    .join(format!("recv-{}.ltx.tmp", std::process::id()));
+                let received = receive(&mut r, &tmp);
+                if let Err(e) = received {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
+                }
+                // Readers are kept out from the first page written until
+                // their cached pages are gone.
+                let _lock = match &mount {
+                    Some(dir) => Some(ExclusiveLock::acquire(&dir.join(&name))?),
+                    None => None,
+                };
+                let pos = db.apply_ltx(&tmp).inspect_err(|_| {
+                    let _ = std::fs::remove_file(&tmp);
+                })?;
+                store.invalidate_cache(&db);
+                tracing::debug!(db = %name, %pos, "transaction applied");
+            }
+            Frame::Ready => {
+                tracing::info!("caught up with the primary");
+                ready.notify_one();
+            }
+            Frame::Heartbeat { timestamp } => store.set_primary_timestamp(timestamp),
+            Frame::Hwm { .. } => {}
+            Frame::End => return Ok(()),
+            Frame::DropDb { name } => {
+                tracing::warn!(db = %name, "primary no longer has this database; keeping it")
+            }
+            Frame::Handoff { .. } => {
+                tracing::warn!("primary offered a lease handoff; the static lease cannot take it")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Receives one chunked LTX file into `tmp` and checks it before anything
+/// is locked or written: a bad file from a peer never holds readers up.
+fn receive(r: &mut ChannelReader, tmp: &std::path::Path) -> Result<(), ClientError> {
+    let mut w = BufWriter::new(File::create(tmp)?);
+    frame::read_chunked(r, &mut w, MAX_LTX_BYTES)?;
+    w.into_inner().map_err(|e| e.into_error())?;
+    let f = std::io::BufReader::new(File::open(tmp)?);
+    ltx::verify(f).map_err(|source| StoreError::Ltx {
+        path: tmp.to_path_buf(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// A `Read` over byte chunks arriving on a channel.
+struct ChannelReader {
+    rx: std_mpsc::Receiver<Bytes>,
+    cur: Bytes,
+}
+
+impl ChannelReader {
+    fn new(rx: std_mpsc::Receiver<Bytes>) -> ChannelReader {
+        ChannelReader {
+            rx,
+            cur: Bytes::new(),
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.recv() {
+                Ok(b) => self.cur = b,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}

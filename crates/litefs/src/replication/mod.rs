@@ -1,0 +1,9 @@
+//! Replication: the wire format (`frame`), the primary's stream handler
+//! (`server`), the replica's follower (`client`) and the SQLite lock the
+//! replica applies under (`lock`).
+
+pub mod client;
+mod diverge;
+pub mod frame;
+pub mod lock;
+pub mod server;
