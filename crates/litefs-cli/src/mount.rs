@@ -59,6 +59,8 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     opts.compress = config.data.compress;
     opts.strict_verify = config.strict_verify;
     opts.retention = config.data.retention;
+    // The static lease makes a non-candidate a replica for good.
+    opts.follower = !config.lease.candidate;
     let store = tokio::task::spawn_blocking(move || Store::open(opts))
         .await?
         .with_context(|| format!("opening data directory {}", config.data.dir.display()))?;
@@ -92,6 +94,7 @@ pub async fn run(args: MountArgs) -> Result<i32> {
         advertise_url: config.lease.advertise_url.clone(),
         candidate: config.lease.candidate,
         primary_url: lease.primary().map(|p| p.advertise_url.clone()),
+        mount_dir: Some(config.fuse.dir.clone()),
     };
     let http = tokio::spawn(litefs::http::serve(listener, store.clone(), meta));
     if !config.strict_verify {

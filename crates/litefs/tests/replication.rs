@@ -90,3 +90,31 @@ fn epochs_rise_with_each_term_and_stale_ones_are_refused() {
     );
     assert_eq!(s.begin_term().unwrap(), 5);
 }
+
+#[test]
+fn a_follower_that_no_longer_matches_its_log_starts_over_instead_of_failing() {
+    let d = tempfile::tempdir().unwrap();
+    seed(d.path(), "a.db", 50);
+    drop(open(d.path())); // writes the first LTX file (a snapshot)
+    let file = d.path().join("dbs/a.db/database");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    // No clean-shutdown hint: the full check runs at open.
+    std::fs::remove_file(d.path().join("dbs/a.db/pos")).unwrap();
+
+    let mut o = StoreOptions::new(d.path());
+    o.no_fsync = true;
+    let err = Store::open(o.clone())
+        .err()
+        .expect("a primary-capable node must stop");
+    assert!(err.to_string().contains("matches neither"), "{err}");
+
+    o.follower = true;
+    let s = Store::open(o).unwrap();
+    assert_eq!(
+        s.db("a.db").unwrap().pos().txid,
+        0,
+        "the primary will send a snapshot"
+    );
+}

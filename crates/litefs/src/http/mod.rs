@@ -5,6 +5,7 @@
 
 mod info;
 mod metrics;
+mod transfer;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -35,6 +36,8 @@ pub struct NodeMeta {
     pub advertise_url: String,
     pub candidate: bool,
     pub primary_url: Option<String>,
+    /// The mount, for `/import` and `/export`; None without one.
+    pub mount_dir: Option<std::path::PathBuf>,
 }
 
 /// Parses LiteFS's listen addresses: `:20202` means every interface.
@@ -93,7 +96,9 @@ async fn route(
         (&Method::GET, "/events") => events(store, &meta),
         (&Method::GET, "/metrics") => text(StatusCode::OK, metrics::render(&store)),
         (&Method::GET, "/pos") => position_at(&req, &store),
-        (_, "/stream" | "/info" | "/events" | "/metrics" | "/pos") => text(
+        (&Method::POST, "/import") => import(req, store, meta).await,
+        (&Method::GET, "/export") => export(&req, store, meta).await,
+        (_, "/stream" | "/info" | "/events" | "/metrics" | "/pos" | "/import" | "/export") => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed\n".into(),
         ),
@@ -229,6 +234,81 @@ async fn stream(req: Request<Incoming>, store: Arc<Store>, peer: SocketAddr) -> 
         .header(HEADER_EPOCH, epoch.to_string())
         .body(channel_body(rx))
         .expect("static response parts are valid")
+}
+
+fn query_param<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
+    req.uri()
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+}
+
+/// Largest database accepted by `POST /import`.
+const MAX_IMPORT_BYTES: usize = 4 << 30;
+
+async fn import(req: Request<Incoming>, store: Arc<Store>, meta: Arc<NodeMeta>) -> Response<Body> {
+    use transfer::TransferError as E;
+    let name = query_param(&req, "name").unwrap_or("").to_string();
+    let res: Result<(), E> = async {
+        if name.is_empty() {
+            return Err(E::NoName);
+        }
+        if !store.is_primary() {
+            return Err(E::NotPrimary);
+        }
+        let mount = meta.mount_dir.clone().ok_or(E::NoMount)?;
+        let body = http_body_util::Limited::new(req.into_body(), MAX_IMPORT_BYTES)
+            .collect()
+            .await
+            .map_err(|e| E::Io(std::io::Error::other(e.to_string())))?
+            .to_bytes();
+        let data = store.data_dir().to_path_buf();
+        let n = name.clone();
+        tokio::task::spawn_blocking(move || transfer::import(&data, &mount, &n, &body))
+            .await
+            .map_err(|e| E::Io(std::io::Error::other(e.to_string())))?
+    }
+    .await;
+    match res {
+        Ok(()) => {
+            let pos = store
+                .db(&name)
+                .map(|d| d.pos().to_string())
+                .unwrap_or_default();
+            tracing::info!(db = %name, %pos, "database imported");
+            text(StatusCode::OK, format!("{pos}\n"))
+        }
+        Err(e @ (E::NoName | E::Name(_) | E::Invalid(_))) => {
+            text(StatusCode::BAD_REQUEST, format!("{e}\n"))
+        }
+        Err(e @ E::NotPrimary) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("import: {e}\n")),
+    }
+}
+
+async fn export(req: &Request<Incoming>, store: Arc<Store>, meta: Arc<NodeMeta>) -> Response<Body> {
+    use transfer::TransferError as E;
+    let name = query_param(req, "name").unwrap_or("").to_string();
+    let res = match (name.is_empty(), meta.mount_dir.clone()) {
+        (true, _) => Err(E::NoName),
+        (_, None) => Err(E::NoMount),
+        (false, Some(mount)) => {
+            let data = store.data_dir().to_path_buf();
+            tokio::task::spawn_blocking(move || transfer::export(&data, &mount, &name))
+                .await
+                .unwrap_or_else(|e| Err(E::Io(std::io::Error::other(e.to_string()))))
+        }
+    };
+    match res {
+        Ok(bytes) => Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/vnd.sqlite3")
+            .body(Full::new(Bytes::from(bytes)).boxed())
+            .expect("static response parts are valid"),
+        Err(e @ (E::NoName | E::Name(_))) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        Err(e @ E::NoDatabase(_)) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("export: {e}\n")),
+    }
 }
 
 /// `GET /pos?db=NAME&txid=N`: this node's position right after TXID N,

@@ -222,47 +222,101 @@ fn apply_frames(
     ready: &tokio::sync::Notify,
     mut r: ChannelReader,
 ) -> Result<(), ClientError> {
-    while let Some(frame) = Frame::read_from(&mut r)? {
-        match frame {
-            Frame::Ltx { name, .. } => {
+    let mut batch = Batch::default();
+    let result = (|| {
+        while let Some(frame) = Frame::read_from(&mut r)? {
+            if let Frame::Ltx { name, .. } = frame {
                 let db = store.create_db_for_replication(&name)?;
-                let tmp = db
-                    .ltx_log()
-                    .dir()
-                    .join(format!("recv-{}.ltx.tmp", std::process::id()));
-                let received = receive(&mut r, &tmp);
-                if let Err(e) = received {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(e);
+                let tmp = db.ltx_log().dir().join(format!(
+                    "recv-{}-{}.ltx.tmp",
+                    std::process::id(),
+                    batch.files.len()
+                ));
+                batch.files.push((db, tmp.clone()));
+                receive(&mut r, &tmp)?;
+                // Catching up, frames arrive back to back: apply them
+                // together, under one lock, with one cache drop.
+                if batch.files.len() < MAX_BATCH && r.has_buffered() {
+                    continue;
                 }
-                // Readers are kept out from the first page written until
-                // their cached pages are gone.
-                let _lock = match &mount {
-                    Some(dir) => Some(ExclusiveLock::acquire(&dir.join(&name))?),
-                    None => None,
-                };
-                let pos = db.apply_ltx(&tmp).inspect_err(|_| {
-                    let _ = std::fs::remove_file(&tmp);
-                })?;
-                store.invalidate_cache(&db);
-                tracing::debug!(db = %name, %pos, "transaction applied");
+                batch.apply(store, mount.as_deref())?;
+                continue;
             }
-            Frame::Ready => {
-                tracing::info!("caught up with the primary");
-                ready.notify_one();
-            }
-            Frame::Heartbeat { timestamp } => store.set_primary_timestamp(timestamp),
-            Frame::Hwm { .. } => {}
-            Frame::End => return Ok(()),
-            Frame::DropDb { name } => {
-                tracing::warn!(db = %name, "primary no longer has this database; keeping it")
-            }
-            Frame::Handoff { .. } => {
-                tracing::warn!("primary offered a lease handoff; the static lease cannot take it")
+            batch.apply(store, mount.as_deref())?;
+            match frame {
+                Frame::Ltx { .. } => unreachable!("handled above"),
+                Frame::Ready => {
+                    tracing::info!("caught up with the primary");
+                    ready.notify_one();
+                }
+                Frame::Heartbeat { timestamp } => store.set_primary_timestamp(timestamp),
+                Frame::Hwm { .. } => {}
+                Frame::End => return Ok(()),
+                Frame::DropDb { name } => {
+                    tracing::warn!(db = %name, "primary no longer has this database; keeping it")
+                }
+                Frame::Handoff { .. } => {
+                    tracing::warn!(
+                        "primary offered a lease handoff; the static lease cannot take it"
+                    )
+                }
             }
         }
+        batch.apply(store, mount.as_deref())
+    })();
+    batch.discard();
+    result
+}
+
+/// Most LTX files applied under one lock while catching up.
+const MAX_BATCH: usize = 256;
+
+/// Received, verified LTX files waiting to be applied, in stream order.
+#[derive(Default)]
+struct Batch {
+    files: Vec<(Arc<crate::store::Db>, PathBuf)>,
+}
+
+impl Batch {
+    fn apply(&mut self, store: &Store, mount: Option<&std::path::Path>) -> Result<(), ClientError> {
+        let mut i = 0;
+        while i < self.files.len() {
+            // A run of files for one database shares one lock.
+            let db = self.files[i].0.clone();
+            let run = self.files[i..]
+                .iter()
+                .take_while(|(d, _)| Arc::ptr_eq(d, &db))
+                .count();
+            // Readers are kept out from the first page written until their
+            // cached pages are gone.
+            let _lock = match mount {
+                Some(dir) => Some(ExclusiveLock::acquire(&dir.join(db.name()))?),
+                None => None,
+            };
+            let mut applied = Ok(());
+            for (_, tmp) in &self.files[i..i + run] {
+                match db.apply_ltx(tmp) {
+                    Ok(pos) => tracing::debug!(db = db.name(), %pos, "transaction applied"),
+                    Err(e) => {
+                        applied = Err(e);
+                        break;
+                    }
+                }
+            }
+            store.invalidate_cache(&db);
+            applied?;
+            i += run;
+        }
+        self.files.clear();
+        Ok(())
     }
-    Ok(())
+
+    /// Removes files never applied (the stream broke or one failed).
+    fn discard(&mut self) {
+        for (_, tmp) in self.files.drain(..) {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
 }
 
 /// Receives one chunked LTX file into `tmp` and checks it before anything
@@ -290,6 +344,22 @@ impl ChannelReader {
         ChannelReader {
             rx,
             cur: Bytes::new(),
+        }
+    }
+}
+
+impl ChannelReader {
+    /// Whether more stream bytes are already here (no wait needed).
+    fn has_buffered(&mut self) -> bool {
+        if !self.cur.is_empty() {
+            return true;
+        }
+        match self.rx.try_recv() {
+            Ok(b) => {
+                self.cur = b;
+                true
+            }
+            Err(_) => false,
         }
     }
 }

@@ -29,7 +29,10 @@ impl Db {
             source,
         };
         let (h, t) = ltx::verify(BufReader::new(File::open(path).at(path)?)).map_err(ltx_err)?;
-        let sync = !self.shared.no_fsync;
+        // A follower re-fetches from the primary whatever a power loss
+        // takes (see StoreOptions::follower); a process crash keeps the page
+        // cache, which the applying marker covers.
+        let sync = !self.shared.no_fsync && !self.shared.follower;
         if sync {
             File::open(path).and_then(|f| f.sync_all()).at(path)?;
         }

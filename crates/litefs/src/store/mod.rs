@@ -50,6 +50,12 @@ pub struct StoreOptions {
     pub strict_verify: bool,
     /// Keep LTX files this long (`data.retention`).
     pub retention: Duration,
+    /// This node never becomes primary (a non-candidate). Transactions it
+    /// applies are not fsynced: after a power loss it cannot lose anything
+    /// the primary does not still have, so a database that no longer
+    /// matches its log is resynced from the primary (a snapshot) instead of
+    /// stopping startup. A process crash loses nothing either way.
+    pub follower: bool,
 }
 
 impl StoreOptions {
@@ -60,6 +66,7 @@ impl StoreOptions {
             no_fsync: false,
             strict_verify: false,
             retention: Duration::from_secs(600),
+            follower: false,
         }
     }
 }
@@ -69,6 +76,8 @@ pub(crate) struct Shared {
     pub node_id: u64,
     pub compress: bool,
     pub no_fsync: bool,
+    /// See [`StoreOptions::follower`].
+    pub follower: bool,
     primary: AtomicBool,
     fatal: Mutex<Option<String>>,
     tx_count: AtomicU64,
@@ -135,6 +144,7 @@ impl Store {
             node_id,
             compress: opts.compress,
             no_fsync: opts.no_fsync,
+            follower: opts.follower,
             primary: AtomicBool::new(false),
             fatal: Mutex::new(None),
             tx_count: AtomicU64::new(0),
@@ -176,6 +186,7 @@ impl Store {
                 compress: self.opts.compress,
                 node_id: self.shared.node_id,
                 sync: !self.opts.no_fsync,
+                follower: self.opts.follower,
             },
         )?;
         let mut dbs = self.dbs.write().expect("dbs lock");

@@ -54,6 +54,7 @@ pub(crate) struct RecoverOptions {
     pub compress: bool,
     pub node_id: u64,
     pub sync: bool,
+    pub follower: bool,
 }
 
 pub(crate) fn recover(
@@ -194,6 +195,19 @@ pub(crate) fn recover(
                 commit: h.commit,
                 page_size: h.page_size,
                 checksum: ltx::DbChecksum::from_value(after),
+            }
+        }
+        Some((_, h, _)) if opts.follower => {
+            tracing::warn!(
+                db = name,
+                txid = h.max_txid,
+                "database does not match its log after an unclean stop; asking the primary for a snapshot"
+            );
+            Recovered {
+                pos: Pos::default(),
+                commit: (db_len / page_size.max(1) as u64) as u32,
+                page_size,
+                checksum: ltx::DbChecksum::new(),
             }
         }
         Some((entry, h, t)) => {
