@@ -223,10 +223,11 @@ fn apply_frames(
     mut r: ChannelReader,
 ) -> Result<(), ClientError> {
     let mut batch = Batch::default();
+    let mut caught_up = false;
     let result = (|| {
         while let Some(frame) = Frame::read_from(&mut r)? {
-            if let Frame::Ltx { name, .. } = frame {
-                let db = store.create_db_for_replication(&name)?;
+            if let Frame::Ltx { name, .. } = &frame {
+                let db = store.create_db_for_replication(name)?;
                 let tmp = db.ltx_log().dir().join(format!(
                     "recv-{}-{}.ltx.tmp",
                     std::process::id(),
@@ -234,18 +235,23 @@ fn apply_frames(
                 ));
                 batch.files.push((db, tmp.clone()));
                 receive(&mut r, &tmp)?;
-                // Catching up, frames arrive back to back: apply them
-                // together, under one lock, with one cache drop.
-                if batch.files.len() < MAX_BATCH && r.has_buffered() {
-                    continue;
+            }
+            // Until READY the primary is catching us up: apply what it sends
+            // together, under one lock, with one fsync and one cache drop.
+            // After it, whatever has arrived as soon as the stream pauses.
+            // The high-water mark after each LTX file is no reason to stop.
+            if matches!(frame, Frame::Ltx { .. } | Frame::Hwm { .. }) {
+                let full = batch.files.len() >= MAX_BATCH;
+                if full || (caught_up && !r.has_buffered()) {
+                    batch.apply(store, mount.as_deref())?;
                 }
-                batch.apply(store, mount.as_deref())?;
                 continue;
             }
             batch.apply(store, mount.as_deref())?;
             match frame {
                 Frame::Ltx { .. } => unreachable!("handled above"),
                 Frame::Ready => {
+                    caught_up = true;
                     tracing::info!("caught up with the primary");
                     ready.notify_one();
                 }
@@ -293,15 +299,13 @@ impl Batch {
                 Some(dir) => Some(ExclusiveLock::acquire(&dir.join(db.name()))?),
                 None => None,
             };
-            let mut applied = Ok(());
-            for (_, tmp) in &self.files[i..i + run] {
-                match db.apply_ltx(tmp) {
-                    Ok(pos) => tracing::debug!(db = db.name(), %pos, "transaction applied"),
-                    Err(e) => {
-                        applied = Err(e);
-                        break;
-                    }
-                }
+            let paths: Vec<PathBuf> = self.files[i..i + run]
+                .iter()
+                .map(|(_, p)| p.clone())
+                .collect();
+            let applied = db.apply_ltx_batch(&paths);
+            if let Ok(pos) = &applied {
+                tracing::debug!(db = db.name(), %pos, files = run, "transactions applied");
             }
             store.invalidate_cache(&db);
             applied?;

@@ -21,44 +21,83 @@ pub(crate) const APPLYING_MARKER: &str = "applying";
 
 impl Db {
     /// Applies the LTX file at `path` (which is moved into the log) and
-    /// returns the new position. A snapshot replaces the database and the
-    /// log before it; any other file must follow the current position.
+    /// returns the new position. See [`Db::apply_ltx_batch`].
     pub fn apply_ltx(&self, path: &Path) -> Result<Pos> {
-        let ltx_err = |source| StoreError::Ltx {
-            path: path.to_path_buf(),
-            source,
-        };
-        let (h, t) = ltx::verify(BufReader::new(File::open(path).at(path)?)).map_err(ltx_err)?;
-        // A follower re-fetches from the primary whatever a power loss
-        // takes (see StoreOptions::follower); a process crash keeps the page
-        // cache, which the applying marker covers.
-        let sync = !self.shared.no_fsync && !self.shared.follower;
-        if sync {
-            File::open(path).and_then(|f| f.sync_all()).at(path)?;
+        self.apply_ltx_batch(&[path.to_path_buf()])
+    }
+
+    /// Applies consecutive LTX files (each moved into the log) and returns
+    /// the new position. A snapshot replaces the database and the log
+    /// before it; any other file must follow the position before it.
+    ///
+    /// The position moves once, after the database is durable; a catching
+    /// up replica pays one database fsync per batch, not per transaction.
+    pub fn apply_ltx_batch(&self, paths: &[std::path::PathBuf]) -> Result<Pos> {
+        let mut headers = Vec::with_capacity(paths.len());
+        for path in paths {
+            let (h, t) =
+                ltx::verify(BufReader::new(File::open(path).at(path)?)).map_err(|source| {
+                    StoreError::Ltx {
+                        path: path.to_path_buf(),
+                        source,
+                    }
+                })?;
+            headers.push((h, t));
         }
+        let Some(&(last_h, last_t)) = headers.last() else {
+            return Ok(self.pos());
+        };
+        // Only a replica's own log needs each file durable before it is
+        // applied (the applying marker replays it after a power loss); a
+        // follower re-fetches whatever a power loss takes from the primary
+        // (see StoreOptions::follower). The database itself is always
+        // synced before the position moves.
+        let fsync = !self.shared.no_fsync;
+        let sync_files = fsync && !self.shared.follower;
+
         let mut st = self.lock();
-        if !h.is_snapshot()
-            && (h.min_txid != st.pos.txid + 1 || h.pre_apply_checksum != st.checksum.value())
-        {
-            return Err(StoreError::Corrupt {
-                db: self.name().to_string(),
-                reason: format!(
-                    "LTX {:016x}-{:016x} (pre-apply checksum {:016x}) does not follow position {}",
-                    h.min_txid, h.max_txid, h.pre_apply_checksum, st.pos
-                ),
-            });
+        let (mut txid, mut checksum) = (st.pos.txid, st.checksum.value());
+        for (path, (h, t)) in paths.iter().zip(&headers) {
+            if !h.is_snapshot() && (h.min_txid != txid + 1 || h.pre_apply_checksum != checksum) {
+                return Err(StoreError::Corrupt {
+                    db: self.name().to_string(),
+                    reason: format!(
+                        "{}: LTX {:016x}-{:016x} (pre-apply checksum {:016x}) does not follow position {}",
+                        path.display(),
+                        h.min_txid,
+                        h.max_txid,
+                        h.pre_apply_checksum,
+                        Pos::new(txid, checksum)
+                    ),
+                });
+            }
+            (txid, checksum) = (h.max_txid, t.post_apply_checksum);
         }
 
-        let dest = self.log.path_for(h.min_txid, h.max_txid);
         fs::create_dir_all(self.log.dir()).at(self.log.dir())?;
+        let dests: Vec<_> = headers
+            .iter()
+            .map(|(h, _)| self.log.path_for(h.min_txid, h.max_txid))
+            .collect();
+        // The marker names the batch's files: after a crash, applying all of
+        // them again, in order, over the partly written database gives
+        // exactly the state after the last one.
         let marker = self.dir().join(APPLYING_MARKER);
-        fs::write(
-            &marker,
-            dest.file_name().unwrap_or_default().as_encoded_bytes(),
-        )
-        .at(&marker)?;
-        fs::rename(path, &dest).at(&dest)?;
-        if sync {
+        let names: Vec<String> = dests
+            .iter()
+            .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        fs::write(&marker, names.join("\n")).at(&marker)?;
+        if sync_files {
+            File::open(&marker).and_then(|f| f.sync_all()).at(&marker)?;
+        }
+        for (path, dest) in paths.iter().zip(&dests) {
+            if sync_files {
+                File::open(path).and_then(|f| f.sync_all()).at(path)?;
+            }
+            fs::rename(path, dest).at(dest)?;
+        }
+        if sync_files {
             sync_dir(self.log.dir())?;
             sync_dir(self.dir())?;
         }
@@ -74,42 +113,47 @@ impl Db {
             .truncate(false)
             .open(&db_path)
             .at(&db_path)?;
-        let current = st.checksum.value();
-        let src = BufReader::new(File::open(&dest).at(&dest)?);
-        let res = ltx::apply_verified(src, &mut db, current);
-        let (h, t2) = res.map_err(|source| StoreError::Ltx {
-            path: dest.clone(),
-            source,
-        })?;
-        debug_assert_eq!(t.post_apply_checksum, t2.post_apply_checksum);
-        if sync {
+        let mut current = st.checksum.value();
+        for dest in &dests {
+            let src = BufReader::new(File::open(dest).at(dest)?);
+            let (_, t) =
+                ltx::apply_verified(src, &mut db, current).map_err(|source| StoreError::Ltx {
+                    path: dest.clone(),
+                    source,
+                })?;
+            current = t.post_apply_checksum;
+        }
+        if fsync {
             db.sync_all().at(&db_path)?;
         }
         fs::remove_file(&marker).at(&marker)?;
 
-        st.pos = Pos::new(h.max_txid, t.post_apply_checksum);
-        st.commit = h.commit;
-        st.page_size = h.page_size;
-        st.checksum = ltx::DbChecksum::from_value(t.post_apply_checksum);
+        st.pos = Pos::new(last_h.max_txid, last_t.post_apply_checksum);
+        st.commit = last_h.commit;
+        st.page_size = last_h.page_size;
+        st.checksum = ltx::DbChecksum::from_value(last_t.post_apply_checksum);
         let pos = st.pos;
         drop(st);
 
-        if h.is_snapshot() {
+        if let Some(i) = headers.iter().rposition(|(h, _)| h.is_snapshot()) {
             // History before a snapshot no longer chains onto this database.
+            let keep = &dests[i..];
             for e in self.log.list()? {
-                if e.path != dest {
+                if !keep.contains(&e.path) {
                     fs::remove_file(&e.path).at(&e.path)?;
                 }
             }
         }
-        self.shared.set_primary_timestamp(h.timestamp);
-        self.shared.emit(Event::Tx {
-            db: self.name().to_string(),
-            pos,
-            page_size: h.page_size,
-            commit: h.commit,
-            timestamp: h.timestamp,
-        });
+        self.shared.set_primary_timestamp(last_h.timestamp);
+        for (h, t) in &headers {
+            self.shared.emit(Event::Tx {
+                db: self.name().to_string(),
+                pos: Pos::new(h.max_txid, t.post_apply_checksum),
+                page_size: h.page_size,
+                commit: h.commit,
+                timestamp: h.timestamp,
+            });
+        }
         Ok(pos)
     }
 }

@@ -108,17 +108,35 @@ pub(crate) fn recover(
     let marker = dir.join(crate::store::apply::APPLYING_MARKER);
     let mut interrupted_apply = false;
     if marker.exists() {
-        if let Some((entry, h, _)) = &last {
+        let names = fs::read_to_string(&marker).at(&marker)?;
+        for file in names.lines().filter(|n| !n.is_empty()) {
+            let path = log.dir().join(file);
+            if !path.exists() {
+                continue;
+            }
+            let f = File::open(&path).at(&path)?;
+            let (h, _) = ltx::verify(BufReader::new(f))
+                .map_err(|e| corrupt(format!("{}: {e}", path.display())))?;
             tracing::info!(
                 db = name,
                 txid = h.max_txid,
                 "finishing an apply interrupted by a crash"
             );
-            apply_file(&entry.path, &db_path, h)?;
+            apply_file(&path, &db_path, &h)?;
             interrupted_apply = true;
         }
         fs::remove_file(&marker).at(&marker)?;
     }
+    // The newest file may have changed: the batch renamed files into the
+    // log before the crash.
+    let last = if interrupted_apply {
+        match log.last()? {
+            Some(entry) => Some(verify_ltx(name, &entry)?),
+            None => None,
+        }
+    } else {
+        last
+    };
 
     let hint_path = dir.join("pos");
     let hint = PosHint::read(&hint_path);
