@@ -68,7 +68,11 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     info!(node_id = %format!("{:016X}", store.node_id()), dbs = store.dbs().len(), "store opened");
 
     if lease.is_primary() {
-        let epoch = store.begin_term().context("starting a primary term")?;
+        // The static lease never moves on its own: a restart goes on with
+        // this node's term unless it has followed another primary since.
+        let epoch = store
+            .resume_or_begin_term()
+            .context("starting a primary term")?;
         store.set_primary(true);
         info!(epoch, "primary lease acquired (static)");
     }

@@ -134,6 +134,7 @@ fn info_metrics_import_export_and_events() {
     let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(info["isPrimary"], true);
     assert_eq!(info["primary"]["hostname"], "node-a");
+    assert_eq!(info["epoch"], 1);
 
     // Import a database made elsewhere: one transaction, one LTX file.
     let src = sqlite_file(p.root.path(), 1000);
@@ -169,6 +170,17 @@ fn info_metrics_import_export_and_events() {
     let text = String::from_utf8(body).unwrap();
     assert!(text.contains("litefs_db_txid{db=\"imp.db\"} 1"), "{text}");
     assert!(text.contains("litefs_is_primary 1"), "{text}");
+    assert!(text.contains("litefs_replication_streams 0"), "{text}");
+    assert!(
+        text.contains("litefs_db_lag_milliseconds{db=\"imp.db\"} 0"),
+        "{text}"
+    );
+    let bytes = text
+        .lines()
+        .find_map(|l| l.strip_prefix("litefs_ltx_bytes_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no LTX byte counter: {text}"));
+    assert!(bytes > 1000, "{text}");
 
     // /events: the init line, then a line for a commit made after it.
     let mut s = TcpStream::connect(&p.addr).unwrap();

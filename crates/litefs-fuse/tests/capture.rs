@@ -31,6 +31,19 @@ fn workload(conn: &Connection) {
     tx.rollback().unwrap();
     conn.execute_batch("CREATE INDEX t_n ON t (n); VACUUM;")
         .unwrap();
+    // A transaction larger than the page cache spills pages to the WAL
+    // before it commits and then rewrites some of them: SQLite writes such
+    // frames with zeroed salts and fixes them after the commit frame.
+    conn.execute_batch(
+        "PRAGMA cache_size = 10;
+         BEGIN;
+         UPDATE t SET v = v || 'spill';
+         UPDATE t SET v = substr(v, 1, 40) WHERE n % 2 = 0;
+         INSERT INTO t (v, n) SELECT v, n + 1000 FROM t;
+         COMMIT;
+         PRAGMA cache_size = -2000;",
+    )
+    .unwrap();
 }
 
 #[test]

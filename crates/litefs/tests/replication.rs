@@ -88,7 +88,13 @@ fn epochs_rise_with_each_term_and_stale_ones_are_refused() {
         err.to_string().contains("refusing a stale primary"),
         "{err}"
     );
-    assert_eq!(s.begin_term().unwrap(), 5);
+    // Having followed term 4, a static primary starting here needs a new term.
+    assert_eq!(s.resume_or_begin_term().unwrap(), 5);
+    drop(s);
+    // Restarted, it goes on with its own term 5: a restart is not a new term.
+    let s = open(d.path());
+    assert_eq!(s.resume_or_begin_term().unwrap(), 5);
+    assert_eq!(s.epoch(), 5);
 }
 
 #[test]

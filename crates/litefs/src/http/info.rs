@@ -24,6 +24,9 @@ pub struct NodeInfo {
     pub primary_url: Option<String>,
     #[serde(rename = "advertiseURL")]
     pub advertise_url: String,
+    /// The fencing epoch: this node's term while primary, else the newest
+    /// term it has followed.
+    pub epoch: u64,
     pub databases: BTreeMap<String, DbView>,
 }
 
@@ -59,6 +62,7 @@ pub fn node_info(store: &Store, meta: &NodeMeta) -> NodeInfo {
             meta.primary_url.clone()
         },
         advertise_url: meta.advertise_url.clone(),
+        epoch: store.epoch(),
         databases: store
             .dbs()
             .iter()

@@ -26,6 +26,33 @@ pub fn render(store: &Store) -> String {
     }
     reg.register("db_txid", "TXID of the newest transaction", txid);
     reg.register("db_pages", "Database size in pages", commit);
+    let db_lag = Family::<DbLabel, Gauge>::default();
+    for db in store.dbs() {
+        db_lag
+            .get_or_create(&DbLabel {
+                db: db.name().to_string(),
+            })
+            .set(store.lag_ms());
+    }
+    reg.register(
+        "db_lag_milliseconds",
+        "Milliseconds this database is behind the primary (time since the last transaction or heartbeat)",
+        db_lag,
+    );
+    let bytes = prometheus_client::metrics::counter::Counter::<u64>::default();
+    bytes.inc_by(store.ltx_bytes());
+    reg.register(
+        "ltx_bytes",
+        "Bytes of LTX files committed or applied since start",
+        bytes,
+    );
+    let streams = Gauge::<i64>::default();
+    streams.set(store.streams());
+    reg.register(
+        "replication_streams",
+        "Replicas this primary is streaming to now",
+        streams,
+    );
     let primary = Gauge::<i64>::default();
     primary.set(store.is_primary() as i64);
     reg.register("is_primary", "1 when this node is the primary", primary);

@@ -222,7 +222,8 @@ async fn stream(req: Request<Incoming>, store: Arc<Store>, peer: SocketAddr) -> 
     let (tx, rx) = mpsc::channel(64);
     let epoch = store.epoch();
     tokio::spawn(async move {
-        match server::stream(store, positions, tx).await {
+        let _counted = store.stream_guard();
+        match server::stream(store.clone(), positions, tx).await {
             Ok(()) | Err(server::StreamError::Disconnected) => {
                 tracing::info!(%peer, "stream disconnected")
             }

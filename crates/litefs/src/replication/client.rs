@@ -326,15 +326,43 @@ impl Batch {
 /// Receives one chunked LTX file into `tmp` and checks it before anything
 /// is locked or written: a bad file from a peer never holds readers up.
 fn receive(r: &mut ChannelReader, tmp: &std::path::Path) -> Result<(), ClientError> {
-    let mut w = BufWriter::new(File::create(tmp)?);
+    let mut w = Progress {
+        inner: BufWriter::new(File::create(tmp)?),
+        written: 0,
+    };
     frame::read_chunked(r, &mut w, MAX_LTX_BYTES)?;
-    w.into_inner().map_err(|e| e.into_error())?;
+    w.inner.into_inner().map_err(|e| e.into_error())?;
     let f = std::io::BufReader::new(File::open(tmp)?);
     ltx::verify(f).map_err(|source| StoreError::Ltx {
         path: tmp.to_path_buf(),
         source,
     })?;
     Ok(())
+}
+
+/// Logs how far a large transfer (a snapshot) has come.
+struct Progress<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Progress<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let every = super::server::PROGRESS_EVERY;
+        if (self.written + n as u64) / every != self.written / every {
+            tracing::info!(
+                received_mb = (self.written + n as u64) >> 20,
+                "receiving LTX file"
+            );
+        }
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// A `Read` over byte chunks arriving on a channel.

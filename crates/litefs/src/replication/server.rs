@@ -19,6 +19,8 @@ use crate::store::{Db, Event, Pos, Store};
 
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 const SEND_CHUNK: usize = 64 * 1024 - 1;
+/// Large transfers (snapshots) log their progress this often.
+pub const PROGRESS_EVERY: u64 = 64 << 20;
 
 /// Why a stream stopped early; logged by the HTTP layer.
 #[derive(Debug, thiserror::Error)]
@@ -216,10 +218,21 @@ fn send_ltx(out: &Tx, name: &str, mut f: File) -> Result<(), StreamError> {
     out.blocking_send(frame_bytes(&frame))
         .map_err(|_| StreamError::Disconnected)?;
     let mut buf = vec![0u8; SEND_CHUNK];
+    let total = f.metadata()?.len();
+    let mut sent = 0u64;
     loop {
         let n = read_full(&mut f, &mut buf)?;
         if n == 0 {
             break;
+        }
+        sent += n as u64;
+        if total >= PROGRESS_EVERY && sent / PROGRESS_EVERY != (sent - n as u64) / PROGRESS_EVERY {
+            tracing::info!(
+                db = name,
+                sent_mb = sent >> 20,
+                total_mb = total >> 20,
+                "sending LTX file"
+            );
         }
         let mut chunk = Vec::with_capacity(n + 2);
         chunk.extend_from_slice(&(n as u16).to_be_bytes());

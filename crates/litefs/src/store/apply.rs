@@ -92,6 +92,10 @@ impl Db {
             File::open(&marker).and_then(|f| f.sync_all()).at(&marker)?;
         }
         for (path, dest) in paths.iter().zip(&dests) {
+            let len = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            self.shared
+                .ltx_bytes
+                .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
             if sync_files {
                 File::open(path).and_then(|f| f.sync_all()).at(path)?;
             }

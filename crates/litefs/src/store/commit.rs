@@ -55,6 +55,12 @@ impl Db {
             checksum.value(),
             !self.shared.no_fsync,
         );
+        if let Ok(path) = &written {
+            let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            self.shared
+                .ltx_bytes
+                .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Err(e) = written {
             let reason = e.to_string();
             self.shared

@@ -12,25 +12,42 @@ use crate::store::error::{IoContext, Result, StoreError};
 
 pub(crate) const EPOCH_FILE: &str = "epoch";
 
-pub(crate) fn load(data_dir: &Path) -> Result<u64> {
-    let path = data_dir.join(EPOCH_FILE);
-    match fs::read_to_string(&path) {
-        Ok(text) => text.trim().parse().map_err(|_| StoreError::Corrupt {
-            db: "-".into(),
-            reason: format!(
-                "{}: epoch is not a number: {:?}",
-                path.display(),
-                text.trim()
-            ),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(e).at(path),
-    }
+/// The file: the epoch, then ` own` when this node held that term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Epoch {
+    pub epoch: u64,
+    pub own: bool,
 }
 
-pub(crate) fn store(data_dir: &Path, epoch: u64, sync: bool) -> Result<()> {
+pub(crate) fn load(data_dir: &Path) -> Result<Epoch> {
     let path = data_dir.join(EPOCH_FILE);
-    crate::store::ltxlog::write_hint(&path, format!("{epoch}\n").as_bytes())?;
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Epoch::default()),
+        Err(e) => return Err(e).at(path),
+    };
+    let mut words = text.split_whitespace();
+    let bad = || StoreError::Corrupt {
+        db: "-".into(),
+        reason: format!("{}: not an epoch: {:?}", path.display(), text.trim()),
+    };
+    let epoch = words.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+    let own = match words.next() {
+        None => false,
+        Some("own") => true,
+        Some(_) => return Err(bad()),
+    };
+    Ok(Epoch { epoch, own })
+}
+
+pub(crate) fn store(data_dir: &Path, e: Epoch, sync: bool) -> Result<()> {
+    let path = data_dir.join(EPOCH_FILE);
+    let body = if e.own {
+        format!("{} own\n", e.epoch)
+    } else {
+        format!("{}\n", e.epoch)
+    };
+    crate::store::ltxlog::write_hint(&path, body.as_bytes())?;
     if sync {
         fs::File::open(&path).and_then(|f| f.sync_all()).at(&path)?;
         crate::store::ltxlog::sync_dir(data_dir)?;

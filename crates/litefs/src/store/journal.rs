@@ -88,9 +88,15 @@ impl Db {
         if st.dirty.contains_key(&pgno) {
             return Ok(());
         }
-        let old = st
-            .read_db_page(self.dir(), pgno)?
-            .map(|p| page_checksum(pgno, &p));
+        // Past the committed size a page is new even where the file already
+        // has bytes: writing page n+5 first leaves a hole at n+1..n+4 that
+        // reads as zeros but was never part of the database.
+        let old = if pgno > st.commit {
+            None
+        } else {
+            st.read_db_page(self.dir(), pgno)?
+                .map(|p| page_checksum(pgno, &p))
+        };
         st.dirty.insert(pgno, old);
         Ok(())
     }

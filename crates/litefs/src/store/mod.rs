@@ -92,6 +92,12 @@ pub(crate) struct Shared {
     invalidator: Mutex<Option<Invalidator>>,
     /// Highest fencing epoch known (see `epoch.rs`).
     epoch: AtomicU64,
+    /// This node held the term of `epoch`.
+    own_term: AtomicBool,
+    /// Bytes of LTX files written here (commits) or applied (replication).
+    pub(crate) ltx_bytes: AtomicU64,
+    /// Replication streams this primary is serving now.
+    streams: std::sync::atomic::AtomicI64,
 }
 
 type Invalidator = Box<dyn Fn(&Db) + Send + Sync>;
@@ -154,8 +160,14 @@ impl Store {
             primary_timestamp: AtomicI64::new(0),
             events: tokio::sync::broadcast::channel(events::CAPACITY).0,
             invalidator: Mutex::new(None),
-            epoch: AtomicU64::new(epoch::load(&opts.data_dir)?),
+            epoch: AtomicU64::new(0),
+            own_term: AtomicBool::new(false),
+            ltx_bytes: AtomicU64::new(0),
+            streams: std::sync::atomic::AtomicI64::new(0),
         });
+        let e = epoch::load(&opts.data_dir)?;
+        shared.epoch.store(e.epoch, Ordering::SeqCst);
+        shared.own_term.store(e.own, Ordering::SeqCst);
         let store = Store {
             opts,
             shared,
@@ -304,6 +316,21 @@ impl Store {
         self.shared.fatal()
     }
 
+    /// Bytes of LTX files committed or applied since the store opened.
+    pub fn ltx_bytes(&self) -> u64 {
+        self.shared.ltx_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Counts a replication stream for `/metrics` while the guard lives.
+    pub fn stream_guard(&self) -> StreamGuard {
+        self.shared.streams.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(self.shared.clone())
+    }
+
+    pub fn streams(&self) -> i64 {
+        self.shared.streams.load(Ordering::Relaxed)
+    }
+
     /// Transactions committed since the store opened.
     pub fn tx_count(&self) -> u64 {
         self.shared.tx_count.load(Ordering::Relaxed)
@@ -377,9 +404,24 @@ impl Store {
     /// before any write of the term. Call before `set_primary(true)`.
     pub fn begin_term(&self) -> Result<u64> {
         let next = self.epoch() + 1;
-        epoch::store(&self.opts.data_dir, next, !self.opts.no_fsync)?;
+        let e = epoch::Epoch {
+            epoch: next,
+            own: true,
+        };
+        epoch::store(&self.opts.data_dir, e, !self.opts.no_fsync)?;
         self.shared.epoch.store(next, Ordering::SeqCst);
+        self.shared.own_term.store(true, Ordering::SeqCst);
         Ok(next)
+    }
+
+    /// For a lease that stays with this node across restarts (static): go
+    /// on with this node's own term when the newest epoch it knows is its
+    /// own, else begin a new one.
+    pub fn resume_or_begin_term(&self) -> Result<u64> {
+        if self.shared.own_term.load(Ordering::SeqCst) && self.epoch() > 0 {
+            return Ok(self.epoch());
+        }
+        self.begin_term()
     }
 
     /// Records the epoch of a primary this replica follows. Refuses one
@@ -389,11 +431,13 @@ impl Store {
         if epoch < known {
             return Err(StaleEpoch { epoch, known });
         }
-        if epoch > known {
-            if let Err(e) = epoch::store(&self.opts.data_dir, epoch, !self.opts.no_fsync) {
+        if epoch > known || (epoch == known && self.shared.own_term.load(Ordering::SeqCst)) {
+            let e = epoch::Epoch { epoch, own: false };
+            if let Err(e) = epoch::store(&self.opts.data_dir, e, !self.opts.no_fsync) {
                 tracing::warn!("recording epoch {epoch}: {e}");
             }
             self.shared.epoch.store(epoch, Ordering::SeqCst);
+            self.shared.own_term.store(false, Ordering::SeqCst);
         }
         Ok(())
     }
@@ -464,6 +508,15 @@ impl Store {
             )?;
         }
         Ok(())
+    }
+}
+
+/// See [`Store::stream_guard`].
+pub struct StreamGuard(Arc<Shared>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

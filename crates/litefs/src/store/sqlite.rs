@@ -79,8 +79,13 @@ impl WalFrameHeader {
         }
     }
 
+    /// Whether the frame belongs to the WAL generation of `hdr`. A frame of
+    /// the transaction being written may carry zero salts: when a
+    /// transaction rewrites a page it had already spilled to the WAL,
+    /// SQLite writes its frames with salts and checksums zeroed and fills
+    /// them in (`walRewriteChecksums`) after the commit frame is written.
     pub fn matches(&self, hdr: &WalHeader) -> bool {
-        self.salt1 == hdr.salt1 && self.salt2 == hdr.salt2
+        (self.salt1 == hdr.salt1 && self.salt2 == hdr.salt2) || (self.salt1 == 0 && self.salt2 == 0)
     }
 }
 

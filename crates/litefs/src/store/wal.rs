@@ -18,6 +18,9 @@ use crate::store::sqlite::{WalFrameHeader, WalHeader, WAL_FRAME_HEADER_SIZE, WAL
 
 impl Db {
     pub(crate) fn write_wal(&self, st: &mut DbState, offset: u64, data: &[u8]) -> Result<()> {
+        if offset < WAL_HEADER_SIZE {
+            tracing::trace!(db = self.name(), offset, len = data.len(), hdr = ?WalHeader::parse(data), "wal header write");
+        }
         if offset == 0 {
             if let Some(hdr) = WalHeader::parse(data) {
                 self.start_wal(st, hdr)?;
@@ -27,11 +30,13 @@ impl Db {
             let fs = hdr.frame_size();
             let end = offset + data.len() as u64;
             let frame_aligned = end >= WAL_HEADER_SIZE + fs && (end - WAL_HEADER_SIZE) % fs == 0;
-            if frame_aligned && end - fs >= st.wal.tx_start && offset >= st.wal.tx_start {
+            if frame_aligned {
                 let last =
                     self.overlay(st, end - fs, WAL_FRAME_HEADER_SIZE as usize, offset, data)?;
                 let fh = WalFrameHeader::parse(&last);
-                if fh.commit != 0 && fh.matches(&hdr) {
+                let in_tx = end - fs >= st.wal.tx_start && offset >= st.wal.tx_start;
+                tracing::trace!(db = self.name(), offset, len = data.len(), commit = fh.commit, in_tx, tx_start = st.wal.tx_start, salt_ok = fh.matches(&hdr), salts = ?(fh.salt1, fh.salt2), "wal frame end");
+                if in_tx && fh.commit != 0 && fh.matches(&hdr) {
                     self.commit_wal(st, hdr, end, offset, data)?;
                 }
             }
@@ -156,15 +161,18 @@ impl Db {
     /// A page as of the last commit: its newest committed WAL frame, else
     /// the database file.
     pub(crate) fn committed_page(&self, st: &mut DbState, pgno: u32) -> Result<Option<Vec<u8>>> {
+        // First: a page past the committed size is not in the database, even
+        // if an older transaction's frame for it is still in the WAL (a
+        // VACUUM or other shrink cut it off).
+        if pgno > st.commit {
+            return Ok(None);
+        }
         if let Some(&frame_off) = st.wal.index.get(&pgno) {
             let mut buf = vec![0u8; st.page_size as usize];
             let path = self.path(FileKind::Wal);
             let f = st.file(self.dir(), FileKind::Wal, false).at(&path)?;
             read_full_at(f, frame_off + WAL_FRAME_HEADER_SIZE, &mut buf).at(path)?;
             return Ok(Some(buf));
-        }
-        if pgno > st.commit {
-            return Ok(None);
         }
         st.read_db_page(self.dir(), pgno)
     }
