@@ -5,7 +5,6 @@ mod exec;
 mod logging;
 mod ltx_cmd;
 mod mount;
-mod transfer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -155,7 +154,9 @@ fn run(cli: Cli) -> Result<i32> {
         } => {
             logging::init_default();
             let dir = mount_dir(config, mount)?;
-            let pos = transfer::import(&dir, &name, &file)?;
+            litefs::transfer::import_file(&dir, &name, &file)
+                .with_context(|| format!("importing {} into {name}", file.display()))?;
+            let pos = read_pos(&dir, &name)?;
             println!("imported {} into {name}: position {pos}", file.display());
             Ok(0)
         }
@@ -167,11 +168,20 @@ fn run(cli: Cli) -> Result<i32> {
         } => {
             logging::init_default();
             let dir = mount_dir(config, mount)?;
-            let pos = transfer::export(&dir, &name, &file)?;
+            let pos = read_pos(&dir, &name)?;
+            litefs::transfer::export_file(&dir, &name, &file)
+                .with_context(|| format!("exporting {name} to {}", file.display()))?;
             println!("exported {name} at position {pos} to {}", file.display());
             Ok(0)
         }
     }
+}
+
+fn read_pos(mount: &std::path::Path, name: &str) -> Result<String> {
+    let path = mount.join(format!("{name}-pos"));
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    Ok(text.trim().to_string())
 }
 
 fn mount_dir(config: Option<PathBuf>, mount: Option<PathBuf>) -> Result<PathBuf> {

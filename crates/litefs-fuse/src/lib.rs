@@ -90,7 +90,7 @@ pub fn mount(store: Arc<Store>, dir: &Path, opts: &MountOptions) -> io::Result<M
         let notifier = notifier.clone();
         store.set_cache_invalidator(move |db| {
             if let Some(n) = notifier.lock().expect("notifier lock").clone() {
-                drop_cached_pages(&n, db, true);
+                drop_cached_pages(&n, db, "transaction applied");
             }
         });
     }
@@ -120,17 +120,17 @@ fn invalidate_on_role_change(store: &Arc<Store>, notifier: Arc<Mutex<Option<fuse
             return;
         };
         for db in store.dbs() {
-            drop_cached_pages(&n, &db, primary);
+            drop_cached_pages(&n, &db, if primary { "promoted" } else { "demoted" });
         }
     });
 }
 
-fn drop_cached_pages(n: &fuser::Notifier, db: &litefs::store::Db, primary: bool) {
+fn drop_cached_pages(n: &fuser::Notifier, db: &litefs::store::Db, why: &str) {
     let ino = node::Node::File(db.id(), litefs::store::FileKind::Database).ino();
     // ENOENT: the kernel has nothing cached for it.
     if let Err(e) = n.inval_inode(ino, 0, 0) {
         if e.raw_os_error() != Some(libc::ENOENT) {
-            tracing::warn!(db = db.name(), primary, error = %e, "cannot drop cached database pages");
+            tracing::warn!(db = db.name(), why, error = %e, "cannot drop cached database pages");
         }
     }
 }

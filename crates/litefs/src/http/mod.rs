@@ -5,7 +5,6 @@
 
 mod info;
 mod metrics;
-mod transfer;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,6 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::replication::{client::HEADER_EPOCH, client::HEADER_NODE_ID, frame, server};
 use crate::store::Store;
+use crate::transfer;
 
 pub use info::NodeInfo;
 
