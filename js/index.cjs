@@ -71,13 +71,70 @@ function withPrimaryUrl(info) {
   }
 }
 
+// Concurrent reads of the same files share one read. On a FUSE mount every
+// open/read/close is a round trip to the LiteFS daemon, so 32 requests each
+// reading `-pos` cost 32 times what one read does, for the same answer. A
+// call never gets a result older than itself: with no read of its key under
+// way it starts one; otherwise it joins the *next* read, which starts when
+// the current one settles, i.e. after this call was made. So a commit that
+// finished before the call is always seen (read-your-writes for the txnum
+// cookie holds), and at most one read per key is in the thread pool at once.
+const instanceInfoReads = new Map()
+const txNumberReads = new Map()
+
+function sharedRead(reads, key, read) {
+  const slot = reads.get(key)
+  if (slot === undefined) {
+    const fresh = { next: null }
+    reads.set(key, fresh)
+    return startRead(reads, key, fresh, read)
+  }
+  if (slot.next === null) {
+    let resolve, reject
+    const promise = new Promise((res, rej) => {
+      resolve = res
+      reject = rej
+    })
+    slot.next = { promise, resolve, reject, read }
+  }
+  return slot.next.promise
+}
+
+function readTxNumberShared(dir, db) {
+  return sharedRead(txNumberReads, `${dir}\0${db}`, () => native.readTxNumber(dir, db))
+}
+
+function startRead(reads, key, slot, read) {
+  let promise
+  try {
+    promise = read()
+  } catch (err) {
+    promise = Promise.reject(err)
+  }
+  // Registered before any caller's await, so the next read is under way
+  // before the callers of this one run again (and they then queue behind it).
+  const settled = () => {
+    const next = slot.next
+    if (next === null) {
+      reads.delete(key)
+      return
+    }
+    slot.next = null
+    startRead(reads, key, slot, next.read).then(next.resolve, next.reject)
+  }
+  promise.then(settled, settled)
+  return promise
+}
+
 /**
  * Who is primary. No `.primary` file means this instance is the primary;
  * otherwise the file names the primary's hostname. Read off the JS thread.
  */
 async function getInstanceInfo(litefsDir) {
   const dir = litefsDirOf(litefsDir, 'getInstanceInfo')
-  return withPrimaryUrl(await native.readInstanceInfo(dir))
+  return withPrimaryUrl(
+    await sharedRead(instanceInfoReads, dir, () => native.readInstanceInfo(dir)),
+  )
 }
 
 function getInstanceInfoSync(litefsDir) {
@@ -89,7 +146,7 @@ function getInstanceInfoSync(litefsDir) {
 async function getTxNumber(litefsDir, databaseFilename) {
   const dir = litefsDirOf(litefsDir, 'getTxNumber')
   const db = databaseFilenameOf(databaseFilename, 'getTxNumber')
-  return native.readTxNumber(dir, db)
+  return readTxNumberShared(dir, db)
 }
 
 function getTxNumberSync(litefsDir, databaseFilename) {
@@ -124,7 +181,7 @@ async function waitForUpToDateTxNumber(
   checkMs(intervalMs, 'intervalMs')
   const dir = litefsDirOf(litefsDir, 'waitForUpToDateTxNumber')
   const db = databaseFilenameOf(databaseFilename, 'waitForUpToDateTxNumber')
-  if ((await native.readTxNumber(dir, db)) >= clientTxNumber) return true
+  if ((await readTxNumberShared(dir, db)) >= clientTxNumber) return true
   const reached = await native.waitForTxNumber(
     dir,
     db,

@@ -391,3 +391,32 @@ describe('watchPrimary', () => {
     )
   })
 })
+
+describe('shared reads under concurrency', () => {
+  // Concurrent calls share one read of the mount's files; a call must
+  // still see every commit that finished before it was made (a stale
+  // txnum cookie would break read-your-writes).
+  it('a call made after a commit sees it even while older reads are in flight', async () => {
+    const dir = makeMount({ txid: 1 })
+    let stale = 0
+    for (let i = 2; i < 300; i++) {
+      const before = Array.from({ length: 8 }, () => litefs.getTxNumber(dir, db))
+      writePos(dir, db, i)
+      if ((await litefs.getTxNumber(dir, db)) !== i) stale++
+      await Promise.all(before)
+    }
+    assert.equal(stale, 0)
+  })
+
+  it('every caller sharing a failed read gets the error', async () => {
+    const dir = makeMount({ pos: 'not a position\n' })
+    const results = await Promise.allSettled(
+      Array.from({ length: 4 }, () => litefs.getTxNumber(dir, db)),
+    )
+    for (const r of results) {
+      assert.equal(r.status, 'rejected')
+      assert.ok(r.reason instanceof Error)
+      assert.match(r.reason.message, /-pos/)
+    }
+  })
+})

@@ -83,6 +83,36 @@ pub fn parse_pos(text: &str) -> Option<Pos> {
     })
 }
 
+/// The whole of a small file in as few system calls as a read allows: open,
+/// read, close. `std::fs::read` adds a `statx` for a size hint and a second
+/// `read` to see EOF, and on a FUSE mount each of those can be a round trip
+/// to the LiteFS daemon. A read that returns less than it was asked for is
+/// taken as EOF, as Node's `readFile` does once it has the `fstat` size: for
+/// a regular file a short read only happens at the end. A file that fills
+/// the buffer is read on to EOF.
+pub fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 512];
+    let mut len = 0;
+    loop {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                if len < buf.len() {
+                    break;
+                }
+                buf.resize(buf.len() * 2, 0);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
+}
+
 pub fn pos_path(dir: &Path, db: &str) -> PathBuf {
     dir.join(format!("{db}-pos"))
 }
@@ -91,7 +121,7 @@ pub fn pos_path(dir: &Path, db: &str) -> PathBuf {
 /// not created the database yet, which is what litefs-js reports too.
 pub fn read_pos(dir: &Path, db: &str) -> Result<Pos, FileError> {
     let path = pos_path(dir, db);
-    match std::fs::read(&path) {
+    match read_small(&path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
             match parse_pos(&text) {
@@ -128,7 +158,7 @@ pub fn read_tx_number(dir: &Path, db: &str) -> Result<u64, FileError> {
 /// replica as "I am primary" would let it run migrations.
 pub fn read_primary(dir: &Path) -> Result<Option<String>, FileError> {
     let path = dir.join(".primary");
-    match std::fs::read(&path) {
+    match read_small(&path) {
         Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).trim().to_owned())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(FileError::Io { path, source }),
@@ -226,6 +256,17 @@ mod tests {
             read_tx_number(dir.path(), "db"),
             Err(FileError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn read_small_reads_any_size_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0, 1, 34, 511, 512, 513, 1024, 5000] {
+            let path = dir.path().join(format!("f{len}"));
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            std::fs::write(&path, &data).unwrap();
+            assert_eq!(read_small(&path).unwrap(), data, "{len}");
+        }
     }
 
     #[test]
