@@ -25,7 +25,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rusqlite::{Connection, TransactionBehavior};
 
-const LITEFS: &str = env!("CARGO_BIN_EXE_litefs");
+mod common;
+
+use common::{detach, is_mounted, LITEFS};
 const WAIT: Duration = Duration::from_secs(20);
 const PRIMARY_HOST: &str = "node-a";
 
@@ -256,11 +258,7 @@ impl Drop for Node {
                 }
             }
         }
-        let _ = Command::new("fusermount3")
-            .arg("-uz")
-            .arg(self.mnt())
-            .stderr(Stdio::null())
-            .status();
+        detach(&self.mnt());
     }
 }
 
@@ -334,14 +332,6 @@ fn txid_of(pos: &str) -> u64 {
         .next()
         .and_then(|t| u64::from_str_radix(t, 16).ok())
         .unwrap_or(0)
-}
-
-fn is_mounted(dir: &Path) -> bool {
-    let want = dir.to_str().unwrap().replace(' ', "\\040");
-    fs::read_to_string("/proc/mounts")
-        .unwrap()
-        .lines()
-        .any(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
 }
 
 /// A primary on 127.0.0.1 and `n` replicas on 127.0.0.2.. following it.

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_litefs");
+mod common;
+
+use common::{detach, free_port, is_mounted, LITEFS as BIN};
 
 struct Node {
     root: PathBuf,
@@ -58,11 +60,7 @@ impl Node {
             .unwrap();
         self.child = Some(child);
         let mnt = self.mnt();
-        wait_for("mount", || {
-            std::fs::read_to_string("/proc/mounts")
-                .unwrap()
-                .contains(mnt.to_str().unwrap())
-        });
+        wait_for("mount", || is_mounted(&mnt));
     }
 
     fn stop(&mut self) {
@@ -98,11 +96,7 @@ impl Drop for Node {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new("fusermount3")
-            .arg("-uz")
-            .arg(self.mnt())
-            .stderr(Stdio::null())
-            .status();
+        detach(&self.mnt());
     }
 }
 
@@ -112,14 +106,6 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_litefs");
+mod common;
+
+use common::{detach, free_port, is_mounted, LITEFS as BIN};
 
 struct Primary {
     child: Child,
@@ -18,11 +20,7 @@ struct Primary {
 impl Primary {
     fn start() -> Primary {
         let root = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let (mnt, data) = (root.path().join("mnt"), root.path().join("data"));
         std::fs::create_dir_all(&mnt).unwrap();
@@ -39,11 +37,7 @@ impl Primary {
             .unwrap();
         let p = Primary { child, root, addr };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&p.addr).is_err()
-            || !std::fs::read_to_string("/proc/mounts")
-                .unwrap()
-                .contains(mnt.to_str().unwrap())
-        {
+        while TcpStream::connect(&p.addr).is_err() || !is_mounted(&mnt) {
             assert!(Instant::now() < deadline, "litefs did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -104,11 +98,7 @@ impl Drop for Primary {
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
-        let _ = Command::new("fusermount3")
-            .arg("-uz")
-            .arg(self.mnt())
-            .stderr(Stdio::null())
-            .status();
+        detach(&self.mnt());
     }
 }
 

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-const LITEFS: &str = env!("CARGO_BIN_EXE_litefs");
+mod common;
+
+use common::{detach, free_port, is_mounted, LITEFS};
 const WAIT: Duration = Duration::from_secs(15);
 
 /// One node's directories and config; a `litefs mount` it runs is killed
@@ -156,29 +158,8 @@ impl Drop for Node {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new("fusermount3")
-            .arg("-uz")
-            .arg(self.mnt())
-            .stderr(Stdio::null())
-            .status();
+        detach(&self.mnt());
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Whether /proc/mounts lists `dir` as a mount point.
-fn is_mounted(dir: &Path) -> bool {
-    let want = dir.to_str().unwrap().replace(' ', "\\040");
-    fs::read_to_string("/proc/mounts")
-        .unwrap()
-        .lines()
-        .any(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
 }
 
 fn litefs(args: &[&str]) -> Output {

@@ -1,0 +1,35 @@
+//! What every test that runs the `litefs` binary needs: free ports, mount
+//! checks and cleanup that leaves nothing mounted.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+pub const LITEFS: &str = env!("CARGO_BIN_EXE_litefs");
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether /proc/mounts lists `dir` as a mount point.
+pub fn is_mounted(dir: &Path) -> bool {
+    let want = dir.to_str().unwrap().replace(' ', "\\040");
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
+}
+
+/// Lazily unmounts `dir` if anything is still mounted there (test cleanup).
+pub fn detach(dir: &Path) {
+    let _ = Command::new("fusermount3")
+        .arg("-uz")
+        .arg(dir)
+        .stderr(Stdio::null())
+        .status();
+}
