@@ -142,6 +142,25 @@ fn duration_ms(ms: f64, what: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(ms / 1000.0))
 }
 
+/// The options both waits take from JS, validated.
+fn wait_options<'a>(
+    dir: &'a std::path::Path,
+    events_url: Option<&'a str>,
+    timeout_ms: Option<f64>,
+    poll_ms: f64,
+    wait_id: Option<u32>,
+) -> Result<wait::WaitOptions<'a>> {
+    Ok(wait::WaitOptions {
+        dir,
+        events_url,
+        poll: duration_ms(poll_ms, "intervalMs")?.max(Duration::from_millis(1)),
+        timeout: timeout_ms
+            .map(|t| duration_ms(t, "timeoutMs"))
+            .transpose()?,
+        cancel_id: wait_id,
+    })
+}
+
 /// Resolves with the TXID once `<db>-pos` reaches `target`, or `null` when
 /// `timeoutMs` passes or the wait is cancelled with `cancelWait(waitId)`.
 #[napi]
@@ -155,15 +174,7 @@ pub async fn wait_for_tx_number(
     wait_id: Option<u32>,
 ) -> Result<Option<f64>> {
     let dir = PathBuf::from(litefs_dir);
-    let opts = wait::WaitOptions {
-        dir: &dir,
-        events_url: events_url.as_deref(),
-        poll: duration_ms(poll_ms, "intervalMs")?.max(Duration::from_millis(1)),
-        timeout: timeout_ms
-            .map(|t| duration_ms(t, "timeoutMs"))
-            .transpose()?,
-        cancel_id: wait_id,
-    };
+    let opts = wait_options(&dir, events_url.as_deref(), timeout_ms, poll_ms, wait_id)?;
     wait::wait_for(opts, || {
         match files::read_tx_number(&dir, &database_filename) {
             Ok(n) => Ok((n as f64 >= target).then_some(n as f64)),
@@ -190,15 +201,7 @@ pub async fn wait_for_primary_change(
     wait_id: Option<u32>,
 ) -> Result<Option<InstanceInfo>> {
     let dir = PathBuf::from(litefs_dir);
-    let opts = wait::WaitOptions {
-        dir: &dir,
-        events_url: events_url.as_deref(),
-        poll: duration_ms(poll_ms, "intervalMs")?.max(Duration::from_millis(1)),
-        timeout: timeout_ms
-            .map(|t| duration_ms(t, "timeoutMs"))
-            .transpose()?,
-        cancel_id: wait_id,
-    };
+    let opts = wait_options(&dir, events_url.as_deref(), timeout_ms, poll_ms, wait_id)?;
     wait::wait_for(opts, || {
         let info = files::read_instance_info(&dir)?;
         Ok((info.primary_instance != known_primary).then(|| info.into()))
