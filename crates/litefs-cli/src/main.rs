@@ -40,32 +40,29 @@ enum Cmd {
         cmd: Vec<String>,
     },
     /// Import a SQLite database file into the running mount, as one transaction.
-    Import {
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Mount directory (default: fuse.dir from the config).
-        #[arg(long)]
-        mount: Option<PathBuf>,
-        /// Database name in the mount.
-        #[arg(long)]
-        name: String,
-        file: PathBuf,
-    },
+    Import(TransferArgs),
     /// Export a database from the running mount into a SQLite file.
-    Export {
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        mount: Option<PathBuf>,
-        #[arg(long)]
-        name: String,
-        file: PathBuf,
-    },
+    Export(TransferArgs),
     /// Inspect LTX files.
     Ltx {
         #[command(subcommand)]
         cmd: LtxCmd,
     },
+}
+
+/// Where a whole database goes in or out: a database of the running mount
+/// and a SQLite file.
+#[derive(clap::Args)]
+struct TransferArgs {
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Mount directory (default: fuse.dir from the config).
+    #[arg(long)]
+    mount: Option<PathBuf>,
+    /// Database name in the mount.
+    #[arg(long)]
+    name: String,
+    file: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -146,32 +143,30 @@ fn run(cli: Cli) -> Result<i32> {
                 cmd,
             }))
         }
-        Cmd::Import {
-            config,
-            mount,
-            name,
-            file,
-        } => {
+        Cmd::Import(a) => {
             logging::init_default();
-            let dir = mount_dir(config, mount)?;
-            litefs::transfer::import_file(&dir, &name, &file)
-                .with_context(|| format!("importing {} into {name}", file.display()))?;
-            let pos = read_pos(&dir, &name)?;
-            println!("imported {} into {name}: position {pos}", file.display());
+            let dir = mount_dir(a.config, a.mount)?;
+            litefs::transfer::import_file(&dir, &a.name, &a.file)
+                .with_context(|| format!("importing {} into {}", a.file.display(), a.name))?;
+            let pos = read_pos(&dir, &a.name)?;
+            println!(
+                "imported {} into {}: position {pos}",
+                a.file.display(),
+                a.name
+            );
             Ok(0)
         }
-        Cmd::Export {
-            config,
-            mount,
-            name,
-            file,
-        } => {
+        Cmd::Export(a) => {
             logging::init_default();
-            let dir = mount_dir(config, mount)?;
-            let pos = read_pos(&dir, &name)?;
-            litefs::transfer::export_file(&dir, &name, &file)
-                .with_context(|| format!("exporting {name} to {}", file.display()))?;
-            println!("exported {name} at position {pos} to {}", file.display());
+            let dir = mount_dir(a.config, a.mount)?;
+            let pos = read_pos(&dir, &a.name)?;
+            litefs::transfer::export_file(&dir, &a.name, &a.file)
+                .with_context(|| format!("exporting {} to {}", a.name, a.file.display()))?;
+            println!(
+                "exported {} at position {pos} to {}",
+                a.name,
+                a.file.display()
+            );
             Ok(0)
         }
     }

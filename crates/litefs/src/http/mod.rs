@@ -316,15 +316,9 @@ async fn export(req: &Request<Incoming>, store: Arc<Store>, meta: Arc<NodeMeta>)
 /// from its log (litefs-rs only). A returning former primary uses it to find
 /// where its history and the new primary's part.
 fn position_at(req: &Request<Incoming>, store: &Store) -> Response<Body> {
-    let query = req.uri().query().unwrap_or("");
-    let param = |k: &str| {
-        query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
-    };
     let (Some(name), Some(txid)) = (
-        param("db"),
-        param("txid").and_then(|t| u64::from_str_radix(t, 16).ok()),
+        query_param(req, "db"),
+        query_param(req, "txid").and_then(|t| u64::from_str_radix(t, 16).ok()),
     ) else {
         return text(
             StatusCode::BAD_REQUEST,
