@@ -389,12 +389,21 @@ fn main() -> Result<()> {
     ));
     for (k, s) in seen.iter().enumerate() {
         let s = s.lock().unwrap();
-        let mut lags: Vec<Duration> = (0..n)
-            .filter_map(|i| {
-                let at = s.get(&(base_txid + i + 1))?;
-                Some(at.saturating_duration_since(committed[i as usize]))
-            })
-            .collect();
+        // A replica has a transaction once it reports that TXID or a later
+        // one: a group-commit file arrives as one line for its last TXID.
+        let mut lines: Vec<(u64, Instant)> = s.iter().map(|(t, at)| (*t, *at)).collect();
+        lines.sort();
+        let mut lags = Vec::with_capacity(n as usize);
+        let mut earliest: Option<Instant> = None;
+        for i in (0..n).rev() {
+            while lines.last().is_some_and(|l| l.0 > base_txid + i) {
+                let (_, at) = lines.pop().expect("checked");
+                earliest = Some(earliest.map_or(at, |e| e.min(at)));
+            }
+            if let Some(at) = earliest {
+                lags.push(at.saturating_duration_since(committed[i as usize]));
+            }
+        }
         let missing = n as usize - lags.len();
         lags.sort();
         rows.push((

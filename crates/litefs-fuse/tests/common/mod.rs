@@ -67,6 +67,15 @@ impl TestMount {
     /// chains onto the previous, and returns the bytes.
     pub fn replay(&self, name: &str) -> Vec<u8> {
         let db = self.store.db(name).unwrap();
+        db.flush_log().unwrap();
+        replay_log(&db)
+    }
+}
+
+/// Replays every LTX file of `db` into an empty file, checking each chains
+/// onto the previous and the last ends at the database's position.
+pub fn replay_log(db: &litefs::store::Db) -> Vec<u8> {
+    {
         let mut out = std::io::Cursor::new(Vec::new());
         let mut checksum = 0;
         let mut txid = 0;

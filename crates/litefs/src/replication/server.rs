@@ -15,6 +15,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use crate::replication::frame::Frame;
+use crate::store::ltxlog::LtxEntry;
 use crate::store::{Db, Event, Pos, Store};
 
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
@@ -105,8 +106,9 @@ async fn catch_up(db: Arc<Db>, from: Pos, out: Tx) -> Result<Pos, StreamError> {
 }
 
 fn catch_up_blocking(db: &Db, mut client: Pos, out: &Tx) -> Result<Pos, StreamError> {
+    let mut listing = None;
     loop {
-        let pos = db.pos();
+        let pos = db.log_pos();
         if client.txid > pos.txid || (client.txid == pos.txid && client != pos) {
             tracing::info!(db = db.name(), replica = %client, primary = %pos, "replica diverged from this primary; sending a snapshot");
             client = Pos::default();
@@ -114,7 +116,7 @@ fn catch_up_blocking(db: &Db, mut client: Pos, out: &Tx) -> Result<Pos, StreamEr
         if client.txid >= pos.txid {
             return Ok(client);
         }
-        client = match next_file(db, client)? {
+        client = match next_file(db, client, &mut listing)? {
             Some((path, h, post)) => {
                 send_ltx(out, db.name(), File::open(&path)?)?;
                 Pos::new(h.max_txid, post)
@@ -131,29 +133,39 @@ fn catch_up_blocking(db: &Db, mut client: Pos, out: &Tx) -> Result<Pos, StreamEr
 }
 
 /// The LTX file that follows `client`, if the log still has it and it
-/// chains onto the replica's checksum.
+/// chains onto the replica's checksum. `listing` caches the log's file
+/// list between calls of one catch-up.
 fn next_file(
     db: &Db,
     client: Pos,
+    listing: &mut Option<Vec<LtxEntry>>,
 ) -> Result<Option<(std::path::PathBuf, ltx::Header, u64)>, StreamError> {
     if client.txid == 0 {
         return Ok(None);
     }
-    // Transactions are one file each: open it by name, and list the log
-    // only for the rare multi-transaction file (listing per transaction
-    // made catch-up slow down with the size of the log).
-    let direct = db.ltx_log().path_for(client.txid + 1, client.txid + 1);
+    // Most transactions are one file each: open it by name. Group commits
+    // write multi-transaction files; those are found in a listing, made
+    // once per catch-up and again only when it is out of date (listing per
+    // file made catch-up slow down with the size of the log).
+    let next = client.txid + 1;
+    let direct = db.ltx_log().path_for(next, next);
+    let find = |l: &Vec<LtxEntry>| l.iter().find(|e| e.min_txid == next).cloned();
     let entry = if direct.exists() {
-        Some(crate::store::ltxlog::LtxEntry {
-            min_txid: client.txid + 1,
-            max_txid: client.txid + 1,
+        Some(LtxEntry {
+            min_txid: next,
+            max_txid: next,
             path: direct,
         })
     } else {
-        db.ltx_log()
-            .list()?
-            .into_iter()
-            .find(|e| e.min_txid == client.txid + 1)
+        match listing.as_ref().and_then(find) {
+            Some(e) if e.path.exists() => Some(e),
+            _ => {
+                let fresh = db.ltx_log().list()?;
+                let found = find(&fresh);
+                *listing = Some(fresh);
+                found
+            }
+        }
     };
     let Some(entry) = entry else {
         tracing::info!(

@@ -133,6 +133,7 @@ impl Db {
         fs::remove_file(&marker).at(&marker)?;
 
         st.pos = Pos::new(last_h.max_txid, last_t.post_apply_checksum);
+        self.writer.set_durable(st.pos);
         st.commit = last_h.commit;
         st.page_size = last_h.page_size;
         st.checksum = ltx::DbChecksum::from_value(last_t.post_apply_checksum);

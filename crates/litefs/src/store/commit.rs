@@ -1,8 +1,10 @@
-//! The step both journal modes end in: one transaction's pages become one
-//! durable LTX file, and the position moves.
+//! The step both journal modes end in: a transaction's pages become an LTX
+//! file and the position moves. Rollback-journal commits write the file
+//! before SQLite's commit point; WAL commits hand it to the log writer.
 
 use crate::store::db::{Db, DbState};
 use crate::store::error::{Result, StoreError};
+use crate::store::log_writer::PendingTx;
 use crate::store::ltxlog::now_ms;
 use crate::store::pos::Pos;
 
@@ -10,14 +12,9 @@ use crate::store::pos::Pos;
 pub(crate) type WalSpan = (u64, u64, u32, u32);
 
 impl Db {
-    pub(crate) fn commit_tx(
-        &self,
-        st: &mut DbState,
-        pages: Vec<(u32, Vec<u8>)>,
-        commit: u32,
-        checksum: ltx::DbChecksum,
-        wal: Option<WalSpan>,
-    ) -> Result<()> {
+    /// Whether a transaction ending in `checksum`/`commit` is to be logged:
+    /// an error once the store stopped, false for one that changed nothing.
+    fn must_log(&self, st: &DbState, commit: u32, checksum: ltx::DbChecksum) -> Result<bool> {
         if let Some(reason) = self.shared.fatal() {
             return Err(StoreError::Capture {
                 db: self.name().to_string(),
@@ -26,11 +23,58 @@ impl Db {
         }
         // A rolled-back transaction restores every page it touched: nothing
         // happened, so nothing is logged.
-        if checksum.value() == st.checksum.value() && commit == st.commit {
-            return Ok(());
+        Ok(checksum.value() != st.checksum.value() || commit != st.commit)
+    }
+
+    /// A WAL transaction at its commit frame: moves the position and
+    /// returns what the log writer needs, to be queued once the frame is in
+    /// the WAL (see `log_writer.rs` for why the file may follow later).
+    /// `frames` are (pgno, frame offset, page checksum) of the pages the
+    /// transaction leaves in the database.
+    pub(crate) fn defer_commit(
+        &self,
+        st: &mut DbState,
+        frames: Vec<(u32, u64, u64)>,
+        commit: u32,
+        checksum: ltx::DbChecksum,
+        wal: WalSpan,
+    ) -> Result<Option<PendingTx>> {
+        if !self.must_log(st, commit, checksum)? {
+            return Ok(None);
         }
         let txid = st.pos.txid + 1;
-        let (wal_offset, wal_size, wal_salt1, wal_salt2) = wal.unwrap_or_default();
+        let tx = PendingTx {
+            txid,
+            pre_apply_checksum: if txid == 1 { 0 } else { st.checksum.value() },
+            post_apply_checksum: checksum.value(),
+            commit,
+            page_size: st.page_size,
+            frames,
+            wal,
+            timestamp: now_ms(),
+        };
+        st.pos = Pos::new(txid, checksum.value());
+        st.commit = commit;
+        st.checksum = checksum;
+        self.shared.committed(self.name(), st.pos, tx.frames.len());
+        Ok(Some(tx))
+    }
+
+    /// A rollback-journal transaction at its commit point: its LTX file is
+    /// made durable before this returns.
+    pub(crate) fn commit_tx(
+        &self,
+        st: &mut DbState,
+        pages: Vec<(u32, Vec<u8>)>,
+        commit: u32,
+        checksum: ltx::DbChecksum,
+    ) -> Result<()> {
+        if !self.must_log(st, commit, checksum)? {
+            return Ok(());
+        }
+        // WAL transactions before this one go first: the log stays in order.
+        self.writer.drain()?;
+        let txid = st.pos.txid + 1;
         let header = ltx::Header {
             flags: if self.shared.compress {
                 ltx::HEADER_FLAG_COMPRESS_LZ4
@@ -43,11 +87,8 @@ impl Db {
             max_txid: txid,
             timestamp: now_ms(),
             pre_apply_checksum: if txid == 1 { 0 } else { st.checksum.value() },
-            wal_offset: wal_offset as i64,
-            wal_size: wal_size as i64,
-            wal_salt1,
-            wal_salt2,
             node_id: self.shared.node_id,
+            ..Default::default()
         };
         let written = self.log.write(
             &header,
@@ -78,6 +119,7 @@ impl Db {
         st.pos = Pos::new(txid, checksum.value());
         st.commit = commit;
         st.checksum = checksum;
+        self.writer.set_durable(st.pos);
         self.shared.committed(self.name(), st.pos, pages.len());
         self.shared.emit(crate::store::Event::Tx {
             db: self.name().to_string(),

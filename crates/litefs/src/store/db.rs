@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::store::error::{IoContext, Result, StoreError};
+use crate::store::log_writer::LogWriter;
 use crate::store::ltxlog::LtxLog;
 use crate::store::pos::Pos;
 use crate::store::sqlite::WalHeader;
@@ -63,6 +64,8 @@ pub struct Db {
     dir: PathBuf,
     pub(crate) log: LtxLog,
     pub(crate) shared: Arc<Shared>,
+    /// Writes the LTX files of WAL transactions (see `log_writer.rs`).
+    pub(crate) writer: LogWriter,
     state: Mutex<DbState>,
 }
 
@@ -120,12 +123,20 @@ impl Db {
         let log = LtxLog::new(dir.join("ltx"));
         let mut wal = WalTracker::default();
         wal.reset();
+        let writer = LogWriter::new(
+            name.clone(),
+            log.clone(),
+            dir.join(FileKind::Wal.data_file_name()),
+            shared.clone(),
+            rec.pos,
+        );
         Db {
             id,
             name,
             dir,
             log,
             shared,
+            writer,
             state: Mutex::new(DbState {
                 pos: rec.pos,
                 commit: rec.commit,
@@ -160,8 +171,22 @@ impl Db {
         &self.log
     }
 
+    /// The position of what SQLite has committed (shown as `-pos`). In WAL
+    /// mode its LTX file may still be on its way into the log: see
+    /// [`Db::log_pos`].
     pub fn pos(&self) -> Pos {
         self.lock().pos
+    }
+
+    /// The newest position whose LTX file is durable in the log: what may
+    /// be sent to replicas.
+    pub fn log_pos(&self) -> Pos {
+        self.writer.durable()
+    }
+
+    /// Waits until every committed transaction's LTX file is durable.
+    pub fn flush_log(&self) -> Result<()> {
+        self.writer.drain()
     }
 
     /// Database size in pages at the current position.
@@ -226,6 +251,10 @@ impl Db {
     pub fn write_at(&self, kind: FileKind, offset: u64, data: &[u8]) -> Result<()> {
         let primary = self.shared.is_primary();
         let mut st = self.lock();
+        if kind == FileKind::Database && !st.journal_active {
+            // A checkpoint: see `log_writer.rs`.
+            self.writer.drain()?;
+        }
         match kind {
             FileKind::Shm => st.write_raw(&self.dir, kind, offset, data),
             _ if !primary => Err(self.read_only("write")),
@@ -238,6 +267,9 @@ impl Db {
     pub fn set_len(&self, kind: FileKind, size: u64) -> Result<()> {
         let primary = self.shared.is_primary();
         let mut st = self.lock();
+        if kind == FileKind::Database && !st.journal_active {
+            self.writer.drain()?;
+        }
         match kind {
             FileKind::Shm => st.set_len_raw(&self.dir, kind, size),
             _ if !primary => Err(self.read_only("truncate")),
@@ -259,6 +291,7 @@ impl Db {
             }),
             FileKind::Journal => self.unlink_journal(&mut st),
             FileKind::Wal => {
+                self.writer.drain()?;
                 st.wal.reset();
                 st.unlink_raw(&self.dir, kind)
             }
@@ -292,7 +325,11 @@ impl Db {
 
     /// Releases file handles so the files can be replaced (recovery, import).
     pub fn close_files(&self) {
-        self.lock().close_all();
+        let mut st = self.lock();
+        // A failure is already fatal for the store and logged; the files
+        // can be closed either way.
+        let _ = self.writer.drain();
+        st.close_all();
     }
 }
 

@@ -15,7 +15,7 @@ impl Db {
     /// This node's position right after `txid`, from its log: None when
     /// no file ends there.
     pub fn position_at(&self, txid: u64) -> Result<Option<Pos>> {
-        let pos = self.pos();
+        let pos = self.log_pos();
         if txid == pos.txid {
             return Ok(Some(pos));
         }

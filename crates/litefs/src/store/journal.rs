@@ -200,6 +200,6 @@ impl Db {
             }
         }
         st.journal_active = false;
-        self.commit_tx(st, pages, commit, checksum, None)
+        self.commit_tx(st, pages, commit, checksum)
     }
 }

@@ -3,9 +3,12 @@
 //! and whether this node may write.
 //!
 //! Module map: `db` (files and state of one database), `journal` and `wal`
-//! (commit capture per journal mode), `commit` (the LTX step), `ltxlog`
-//! (the LTX files), `recovery` (startup), `pos` (positions), `sqlite`
-//! (SQLite's on-disk headers).
+//! (commit capture per journal mode), `commit` (the LTX step),
+//! `log_writer` (WAL-mode LTX files written off the commit path), `ltxlog`
+//! (the LTX files), `recovery` (startup), `rebuild` (LTX files of WAL
+//! transactions a crash kept from the log), `walscan` (a WAL as SQLite's
+//! recovery reads it), `pos` (positions), `sqlite` (SQLite's on-disk
+//! headers).
 
 pub mod db;
 pub mod error;
@@ -19,10 +22,13 @@ mod commit;
 mod diverged;
 mod epoch;
 mod journal;
+mod log_writer;
+mod rebuild;
 mod recovery;
 mod snapshot;
 mod verify;
 mod wal;
+pub(crate) mod walscan;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -231,6 +237,15 @@ impl Store {
     /// drop the kernel's cached view of the database headers (a replica
     /// shows them in rollback mode), so the very next read sees the role.
     pub fn set_primary(&self, primary: bool) {
+        if !primary {
+            // Whatever this node committed reaches its log before it can
+            // start following another primary.
+            for db in self.dbs() {
+                if let Err(e) = db.flush_log() {
+                    tracing::error!(db = db.name(), "{e}");
+                }
+            }
+        }
         let was = self.shared.primary.swap(primary, Ordering::SeqCst);
         if was != primary {
             for listener in self.shared.role_listeners.lock().expect("listeners").iter() {
@@ -496,6 +511,7 @@ impl Store {
     /// checksum. Call once nothing writes any more.
     pub fn close(&self) -> Result<()> {
         for db in self.dbs() {
+            db.flush_log()?;
             db.close_files();
             let dirty_files = [FileKind::Journal, FileKind::Wal]
                 .into_iter()

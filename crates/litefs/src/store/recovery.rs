@@ -1,9 +1,12 @@
 //! Startup: bring a database directory to a known position before anything
-//! reads it. Removes torn temp files, verifies the newest LTX file, lets
-//! SQLite itself roll back a hot journal or checkpoint a leftover WAL, then
-//! reconciles the database with the log: equal to the last transaction,
-//! rolled forward when the crash came between the LTX file and SQLite's
-//! commit point, and an error naming both checksums otherwise.
+//! reads it. Removes torn temp files, verifies the newest LTX file, logs
+//! committed WAL transactions the log lacks (`rebuild.rs`: in WAL mode the
+//! file follows SQLite's commit), lets SQLite itself roll back a hot
+//! journal or checkpoint a leftover WAL, then reconciles the database with
+//! the log: equal to the last transaction, rolled forward when the log is
+//! ahead (a crash between the LTX file and SQLite's commit point, or a power
+//! loss that took WAL frames SQLite had not synced), and an error naming
+//! both checksums otherwise.
 //!
 //! The full database checksum is skipped when the previous shutdown was
 //! clean and nothing was left behind (see `PosHint`).
@@ -17,6 +20,7 @@ use crate::store::db::{FileKind, Recovered};
 use crate::store::error::{IoContext, Result, StoreError};
 use crate::store::ltxlog::{now_ms, sync_dir, LtxEntry, LtxLog};
 use crate::store::pos::Pos;
+use crate::store::rebuild::{rebuild_from_wal, WalEnd};
 use crate::store::sqlite::db_header_page_size;
 
 /// `dbs/<db>/pos`: the position at the last clean shutdown. A hint only:
@@ -80,10 +84,28 @@ pub(crate) fn recover(
         File::create(&db_path).at(&db_path)?;
     }
 
-    let last = match log.last()? {
+    let mut last = match log.last()? {
         Some(entry) => Some(verify_ltx(name, &entry)?),
         None => None,
     };
+
+    // Before SQLite folds the WAL into the database: log the WAL
+    // transactions whose LTX files a crash kept from the log.
+    let rebuilt = rebuild_from_wal(
+        name,
+        dir,
+        log,
+        last.as_ref().map(|(_, h, t)| (h, t.post_apply_checksum)),
+        opts.node_id,
+        opts.compress,
+        opts.sync,
+    )?;
+    if rebuilt.count > 0 {
+        last = match log.last()? {
+            Some(entry) => Some(verify_ltx(name, &entry)?),
+            None => None,
+        };
+    }
 
     let leftovers = [FileKind::Journal, FileKind::Wal].into_iter().any(|k| {
         fs::metadata(dir.join(k.data_file_name()))
@@ -146,7 +168,7 @@ pub(crate) fn recover(
     if let (Some((_, h, t)), Some(hint), false, false) = (
         &last,
         hint,
-        leftovers || interrupted_apply,
+        leftovers || interrupted_apply || rebuilt.count > 0,
         opts.strict_verify,
     ) {
         let fits = hint.clean
@@ -167,6 +189,12 @@ pub(crate) fn recover(
         tracing::info!(db = name, bytes = db_len, "verifying database checksum");
     }
     let checksum = full_checksum(&db_path, page_size)?;
+    let roll_from = match &last {
+        Some((_, _, t)) if checksum != t.post_apply_checksum => {
+            roll_forward_start(log, checksum, rebuilt.wal_end)?
+        }
+        _ => None,
+    };
     let rec = match &last {
         None if db_len == 0 => Recovered {
             pos: Pos::default(),
@@ -197,13 +225,22 @@ pub(crate) fn recover(
                 checksum: ltx::DbChecksum::from_value(checksum),
             }
         }
-        Some((entry, h, t)) if !h.is_snapshot() && checksum == h.pre_apply_checksum => {
-            tracing::info!(db = name, txid = h.max_txid, "rolling forward the last transaction, logged before the crash");
-            apply_file(&entry.path, &db_path, h)?;
+        Some((entry, h, t)) if roll_from.is_some() => {
+            let from = roll_from.unwrap_or_default();
+            tracing::info!(
+                db = name,
+                from,
+                to = h.max_txid,
+                "rolling forward transactions logged before the crash"
+            );
+            for e in log.list()?.iter().filter(|e| e.max_txid >= from) {
+                let (fh, _) = log.read_file(e)?;
+                apply_file(&e.path, &db_path, &fh)?;
+            }
             let after = full_checksum(&db_path, h.page_size)?;
             if after != t.post_apply_checksum {
                 return Err(corrupt(format!(
-                    "rolling forward {} gave checksum {after:016x}, expected {:016x}",
+                    "rolling forward to {} gave checksum {after:016x}, expected {:016x}",
                     entry.path.display(),
                     t.post_apply_checksum
                 )));
@@ -242,6 +279,42 @@ pub(crate) fn recover(
     };
     PosHint::write(&hint_path, rec.pos, false, opts.sync)?;
     Ok(rec)
+}
+
+/// The first TXID to apply again when the database (checksum `db`) is
+/// behind its log: the file that starts at the database's state, or, after
+/// a group commit, the multi-transaction file whose WAL span the committed
+/// WAL ends inside (applying all of it over a state inside it gives exactly
+/// its end state). None when no file fits.
+fn roll_forward_start(log: &LtxLog, db: u64, wal_end: Option<WalEnd>) -> Result<Option<u64>> {
+    for e in log.list()?.into_iter().rev() {
+        let h = read_header(&e.path)?;
+        if h.is_snapshot() {
+            return Ok(None);
+        }
+        if h.pre_apply_checksum == db {
+            return Ok(Some(h.min_txid));
+        }
+        let inside = wal_end.is_some_and(|w| {
+            (h.wal_salt1, h.wal_salt2) == (w.salt1, w.salt2)
+                && (h.wal_offset as u64) < w.end
+                && w.end < (h.wal_offset + h.wal_size) as u64
+        });
+        if inside && h.min_txid < h.max_txid {
+            return Ok(Some(h.min_txid));
+        }
+    }
+    Ok(None)
+}
+
+fn read_header(path: &Path) -> Result<ltx::Header> {
+    let f = File::open(path).at(path)?;
+    let mut b = [0u8; ltx::HEADER_SIZE];
+    f.read_exact_at(&mut b, 0).at(path)?;
+    ltx::Header::from_bytes(&b).map_err(|source| StoreError::Ltx {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn verify_ltx(name: &str, entry: &LtxEntry) -> Result<(LtxEntry, ltx::Header, ltx::Trailer)> {

@@ -31,6 +31,8 @@ impl Db {
             }
             std::thread::sleep(Duration::from_millis(1));
         };
+        // Only what is durable in the log leaves the node.
+        self.writer.drain()?;
         if st.pos.txid == 0 {
             return Err(StoreError::Corrupt {
                 db: self.name().to_string(),

@@ -79,6 +79,7 @@ impl Db {
     pub fn reset_position(&self) {
         let mut st = self.lock();
         st.pos = Pos::default();
+        self.writer.set_durable(st.pos);
         st.checksum = ltx::DbChecksum::new();
     }
 }

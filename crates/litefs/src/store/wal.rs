@@ -3,10 +3,12 @@
 //! SQLite appends frames (a 24-byte header, then the page) after a 32-byte
 //! WAL header; the last frame of a transaction carries the database size in
 //! pages, and the write that completes that frame is the commit point. The
-//! LTX file is built from the transaction's frames plus that in-flight
-//! write and made durable before the write reaches the WAL, so a crash
-//! leaves the log at or ahead of the database, never behind it.
-//! Checkpoints (WAL -> database copies) and WAL restarts are not commits.
+//! transaction is captured there (its position and checksum move) and its
+//! LTX file is written by the log writer once the frame is in the WAL: until
+//! the file is durable the WAL holds the transaction, and recovery rebuilds
+//! the file from it (see `log_writer.rs`). Checkpoints (WAL -> database
+//! copies) and WAL restarts are not commits; before either, the log writer
+//! is drained so no frame leaves the WAL before its LTX file is durable.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +16,7 @@ use ltx::page_checksum;
 
 use crate::store::db::{read_full_at, Db, DbState, FileKind};
 use crate::store::error::{IoContext, Result, StoreError};
+use crate::store::log_writer::PendingTx;
 use crate::store::sqlite::{WalFrameHeader, WalHeader, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
 
 impl Db {
@@ -22,10 +25,14 @@ impl Db {
             tracing::trace!(db = self.name(), offset, len = data.len(), hdr = ?WalHeader::parse(data), "wal header write");
         }
         if offset == 0 {
+            // A new header restarts the WAL over frames the log writer may
+            // still have to read.
+            self.writer.drain()?;
             if let Some(hdr) = WalHeader::parse(data) {
                 self.start_wal(st, hdr)?;
             }
         }
+        let mut captured = None;
         if let Some(hdr) = st.wal.header {
             let fs = hdr.frame_size();
             let end = offset + data.len() as u64;
@@ -37,14 +44,29 @@ impl Db {
                 let in_tx = end - fs >= st.wal.tx_start && offset >= st.wal.tx_start;
                 tracing::trace!(db = self.name(), offset, len = data.len(), commit = fh.commit, in_tx, tx_start = st.wal.tx_start, salt_ok = fh.matches(&hdr), salts = ?(fh.salt1, fh.salt2), "wal frame end");
                 if in_tx && fh.commit != 0 && fh.matches(&hdr) {
-                    self.commit_wal(st, hdr, end, offset, data)?;
+                    captured = self.commit_wal(st, hdr, end, offset, data)?;
                 }
             }
         }
-        st.write_raw(self.dir(), FileKind::Wal, offset, data)
+        let written = st.write_raw(self.dir(), FileKind::Wal, offset, data);
+        if let Some(tx) = captured {
+            if let Err(e) = &written {
+                // The position already moved past a commit SQLite now sees
+                // fail: capture and SQLite disagree, so stop taking writes
+                // (recovery sorts out from the WAL what really committed).
+                self.shared.set_fatal(format!(
+                    "database {}: commit frame could not be written: {e}",
+                    self.name()
+                ));
+            } else {
+                self.writer.push(tx)?;
+            }
+        }
+        written
     }
 
     pub(crate) fn truncate_wal(&self, st: &mut DbState, size: u64) -> Result<()> {
+        self.writer.drain()?;
         // SQLite only shrinks the WAL once every frame is checkpointed, so
         // the database file holds everything the index pointed at.
         if size < st.wal.tx_start {
@@ -101,7 +123,7 @@ impl Db {
         end: u64,
         offset: u64,
         data: &[u8],
-    ) -> Result<()> {
+    ) -> Result<Option<PendingTx>> {
         let fs = hdr.frame_size();
         let tx_start = st.wal.tx_start;
         let buf = self.overlay(st, tx_start, (end - tx_start) as usize, offset, data)?;
@@ -143,19 +165,20 @@ impl Db {
             }
         }
         let mut pages = Vec::with_capacity(frames.len());
-        for (&pgno, &(_, page)) in frames.range(..=commit) {
+        for (&pgno, &(frame_off, page)) in frames.range(..=commit) {
             if pgno != lock {
-                checksum.xor(page_checksum(pgno, page));
-                pages.push((pgno, page.to_vec()));
+                let sum = page_checksum(pgno, page);
+                checksum.xor(sum);
+                pages.push((pgno, frame_off, sum));
             }
         }
         let wal = (tx_start, end - tx_start, hdr.salt1, hdr.salt2);
-        self.commit_tx(st, pages, commit, checksum, Some(wal))?;
+        let captured = self.defer_commit(st, pages, commit, checksum, wal)?;
         for (pgno, (frame_off, _)) in frames {
             st.wal.index.insert(pgno, frame_off);
         }
         st.wal.tx_start = end;
-        Ok(())
+        Ok(captured)
     }
 
     /// A page as of the last commit: its newest committed WAL frame, else
