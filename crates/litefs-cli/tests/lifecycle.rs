@@ -424,10 +424,12 @@ fn kill9_during_writes_loses_no_acknowledged_transaction() {
             "{mode}: position {pos} is not the last LTX file"
         );
         eprintln!(
-            "{mode}: {} acknowledged, {} present, position {}",
+            "{mode}: {} acknowledged, {} present, position {}; recovery: rebuilt from WAL {}, rolled forward {}",
             acked.len(),
             present.len(),
-            pos.trim()
+            pos.trim(),
+            n.log().contains("rebuilt LTX files"),
+            n.log().contains("rolling forward"),
         );
         n.signal(Signal::SIGTERM);
         assert_eq!(n.wait_exit().code(), Some(0), "{}", n.log());

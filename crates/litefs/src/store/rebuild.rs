@@ -98,10 +98,17 @@ pub(crate) fn rebuild_from_wal(
         .iter()
         .find(|t| t.start < known_end && known_end < t.end)
     {
-        return Err(corrupt(format!(
-            "the log ends at WAL offset {known_end}, inside the WAL transaction at {}..{}",
-            t.start, t.end
-        )));
+        // Not a layout this store writes (another writer's WAL fields?):
+        // rebuild nothing, and let the checksum comparison after SQLite's
+        // own recovery decide whether the database matches the log.
+        tracing::warn!(
+            db = name,
+            "the log ends at WAL offset {known_end}, inside the WAL transaction at {}..{}; \
+             not rebuilding LTX files from the WAL",
+            t.start,
+            t.end
+        );
+        return Ok(none);
     }
     let first_new = scan.txs.iter().position(|t| t.start >= known_end);
     let Some(first_new) = first_new else {
