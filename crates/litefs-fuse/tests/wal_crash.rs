@@ -55,6 +55,17 @@ fn workload(t: &TestMount) -> Connection {
     conn
 }
 
+/// The workload with every LTX file written; the position and rows the
+/// open connection sees.
+fn logged_workload() -> (TestMount, Connection, litefs::store::Pos, (i64, String)) {
+    let t = TestMount::new(true);
+    let conn = workload(&t);
+    let db = t.store.db(NAME).unwrap();
+    db.flush_log().unwrap();
+    let (pos, want) = (db.pos(), rows(&conn));
+    (t, conn, pos, want)
+}
+
 fn rows(conn: &Connection) -> (i64, String) {
     conn.query_row("SELECT count(*), group_concat(v) FROM t", [], |r| {
         Ok((
@@ -124,12 +135,7 @@ fn recover_and_check(data: &Path, want_pos: litefs::store::Pos, want_rows: &(i64
 
 #[test]
 fn wal_transactions_without_ltx_files_are_rebuilt_at_startup() {
-    let t = TestMount::new(true);
-    let conn = workload(&t);
-    let db = t.store.db(NAME).unwrap();
-    db.flush_log().unwrap();
-    let (pos, want) = (db.pos(), rows(&conn));
-
+    let (t, conn, pos, want) = logged_workload();
     let copy = crash_copy(&t);
     // The log writer had not written the last files (one may be a group
     // commit of several transactions); a torn temp file of the next one.
@@ -159,12 +165,7 @@ fn wal_transactions_without_ltx_files_are_rebuilt_at_startup() {
 
 #[test]
 fn log_ahead_of_a_wal_that_lost_frames_is_rolled_forward() {
-    let t = TestMount::new(true);
-    let conn = workload(&t);
-    let db = t.store.db(NAME).unwrap();
-    db.flush_log().unwrap();
-    let (pos, want) = (db.pos(), rows(&conn));
-
+    let (t, conn, pos, want) = logged_workload();
     let copy = crash_copy(&t);
     // A power loss took the WAL frames of the last three files' commits
     // (synchronous=NORMAL syncs the WAL only at checkpoints).

@@ -76,11 +76,7 @@ impl Db {
         self.writer.drain()?;
         let txid = st.pos.txid + 1;
         let header = ltx::Header {
-            flags: if self.shared.compress {
-                ltx::HEADER_FLAG_COMPRESS_LZ4
-            } else {
-                0
-            },
+            flags: crate::store::ltxlog::header_flags(self.shared.compress),
             page_size: st.page_size,
             commit,
             min_txid: txid,

@@ -372,11 +372,7 @@ impl Inner {
         let (wal_offset, _, salt1, salt2) = first.wal;
         let end = last.wal.0 + last.wal.1;
         let header = ltx::Header {
-            flags: if self.shared.compress {
-                ltx::HEADER_FLAG_COMPRESS_LZ4
-            } else {
-                0
-            },
+            flags: crate::store::ltxlog::header_flags(self.shared.compress),
             page_size: first.page_size,
             commit: last.commit,
             min_txid: first.txid,

@@ -249,6 +249,15 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
 
+/// LTX header flags for this store's `data.compress` setting.
+pub(crate) fn header_flags(compress: bool) -> u32 {
+    if compress {
+        ltx::HEADER_FLAG_COMPRESS_LZ4
+    } else {
+        0
+    }
+}
+
 /// Milliseconds since the Unix epoch, as LTX headers carry them.
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()

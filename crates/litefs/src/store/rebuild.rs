@@ -201,11 +201,7 @@ fn log_transactions(
         }
         txid += 1;
         let header = ltx::Header {
-            flags: if compress {
-                ltx::HEADER_FLAG_COMPRESS_LZ4
-            } else {
-                0
-            },
+            flags: crate::store::ltxlog::header_flags(compress),
             page_size: ps,
             commit: t.commit,
             min_txid: txid,

@@ -40,11 +40,7 @@ impl Db {
             });
         }
         let header = ltx::Header {
-            flags: if self.shared.compress {
-                ltx::HEADER_FLAG_COMPRESS_LZ4
-            } else {
-                0
-            },
+            flags: crate::store::ltxlog::header_flags(self.shared.compress),
             page_size: st.page_size,
             commit: st.commit,
             min_txid: 1,

@@ -237,6 +237,18 @@ mod tests {
             }
         }
 
+        /// One transaction of 100 frames, so a cut or a flipped byte can
+        /// fall on a frame boundary inside it as well as inside a frame.
+        fn insert_many(&mut self) {
+            self.conn
+                .execute_batch(
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)
+                       INSERT INTO t(v) SELECT randomblob(500) FROM n;",
+                )
+                .unwrap();
+            self.committed();
+        }
+
         /// The database and WAL as they are now, under SQLite's names in a
         /// directory of their own, so SQLite can be asked what it sees.
         fn snapshot(&self) -> Snapshot {
@@ -447,15 +459,7 @@ mod tests {
     fn torn_tail_drops_last_tx() {
         let mut w = Writer::new();
         w.insert(4);
-        // A last transaction of several frames, so the cut can fall on a
-        // frame boundary inside it as well as inside a frame.
-        w.conn
-            .execute_batch(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)
-                   INSERT INTO t(v) SELECT randomblob(500) FROM n;",
-            )
-            .unwrap();
-        w.committed();
+        w.insert_many();
         let full = w.snapshot().scan().unwrap();
         let last = full.txs.last().unwrap().clone();
         assert!(last.frames.len() > 2);
@@ -480,13 +484,7 @@ mod tests {
     fn corrupt_frame_stops_before_its_tx() {
         let mut w = Writer::new();
         w.insert(6);
-        w.conn
-            .execute_batch(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)
-                   INSERT INTO t(v) SELECT randomblob(500) FROM n;",
-            )
-            .unwrap();
-        w.committed();
+        w.insert_many();
         w.insert(2);
         let full = w.snapshot().scan().unwrap();
         assert!(full.txs[7].frames.len() > 2);
