@@ -438,7 +438,28 @@ fn kill9_during_writes_loses_no_acknowledged_transaction() {
         args.extend(paths.iter().map(String::as_str));
         let out = litefs(&args);
         assert!(out.status.success(), "{mode}: {}", text(&out.stdout));
+        // The log is the database: its files, replayed, give its bytes.
+        let database = n.data().join("dbs/app.db/database");
+        assert_eq!(
+            replay(&n.ltx_files("app.db")),
+            fs::read(&database).unwrap(),
+            "{mode}: replaying the log does not give the database"
+        );
     }
+}
+
+/// Applies LTX files in order to an empty file; each must chain onto the
+/// one before it.
+fn replay(files: &[PathBuf]) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut checksum = 0;
+    for f in files {
+        let r = std::io::BufReader::new(fs::File::open(f).unwrap());
+        let (_, t) = ltx::apply_verified(r, &mut out, checksum)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        checksum = t.post_apply_checksum;
+    }
+    out.into_inner()
 }
 
 #[test]
