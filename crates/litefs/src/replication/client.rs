@@ -233,8 +233,11 @@ fn apply_frames(
                     std::process::id(),
                     batch.files.len()
                 ));
-                batch.files.push((db, tmp.clone()));
-                receive(&mut r, &tmp)?;
+                batch.files.push((db, tmp.clone(), None));
+                let checked = receive(&mut r, &tmp)?;
+                if let Some(last) = batch.files.last_mut() {
+                    last.2 = Some(checked);
+                }
             }
             // Until READY the primary is catching us up: apply what it sends
             // together, under one lock, with one fsync and one cache drop.
@@ -277,11 +280,14 @@ fn apply_frames(
 /// Most LTX files applied under one lock while catching up.
 const MAX_BATCH: usize = 256;
 
-/// Received, verified LTX files waiting to be applied, in stream order.
+/// Received LTX files waiting to be applied, in stream order, each with
+/// its header and trailer once it arrived whole and verified.
 #[derive(Default)]
 struct Batch {
-    files: Vec<(Arc<crate::store::Db>, PathBuf)>,
+    files: Vec<(Arc<crate::store::Db>, PathBuf, Option<Verified>)>,
 }
+
+type Verified = (ltx::Header, ltx::Trailer);
 
 impl Batch {
     fn apply(&mut self, store: &Store, mount: Option<&std::path::Path>) -> Result<(), ClientError> {
@@ -291,7 +297,7 @@ impl Batch {
             let db = self.files[i].0.clone();
             let run = self.files[i..]
                 .iter()
-                .take_while(|(d, _)| Arc::ptr_eq(d, &db))
+                .take_while(|(d, _, _)| Arc::ptr_eq(d, &db))
                 .count();
             // Readers are kept out from the first page written until their
             // cached pages are gone.
@@ -299,11 +305,13 @@ impl Batch {
                 Some(dir) => Some(ExclusiveLock::acquire(&dir.join(db.name()))?),
                 None => None,
             };
-            let paths: Vec<PathBuf> = self.files[i..i + run]
-                .iter()
-                .map(|(_, p)| p.clone())
-                .collect();
-            let applied = db.apply_ltx_batch(&paths);
+            let run_files = &self.files[i..i + run];
+            let paths: Vec<PathBuf> = run_files.iter().map(|(_, p, _)| p.clone()).collect();
+            let checked: Option<Vec<Verified>> = run_files.iter().map(|(_, _, v)| *v).collect();
+            let applied = match checked {
+                Some(headers) => db.apply_verified_batch(&paths, &headers),
+                None => db.apply_ltx_batch(&paths),
+            };
             if let Ok(pos) = &applied {
                 tracing::debug!(db = db.name(), %pos, files = run, "transactions applied");
             }
@@ -317,7 +325,7 @@ impl Batch {
 
     /// Removes files never applied (the stream broke or one failed).
     fn discard(&mut self) {
-        for (_, tmp) in self.files.drain(..) {
+        for (_, tmp, _) in self.files.drain(..) {
             let _ = std::fs::remove_file(tmp);
         }
     }
@@ -325,7 +333,7 @@ impl Batch {
 
 /// Receives one chunked LTX file into `tmp` and checks it before anything
 /// is locked or written: a bad file from a peer never holds readers up.
-fn receive(r: &mut ChannelReader, tmp: &std::path::Path) -> Result<(), ClientError> {
+fn receive(r: &mut ChannelReader, tmp: &std::path::Path) -> Result<Verified, ClientError> {
     let mut w = Progress {
         inner: BufWriter::new(File::create(tmp)?),
         written: 0,
@@ -333,11 +341,10 @@ fn receive(r: &mut ChannelReader, tmp: &std::path::Path) -> Result<(), ClientErr
     frame::read_chunked(r, &mut w, MAX_LTX_BYTES)?;
     w.inner.into_inner().map_err(|e| e.into_error())?;
     let f = std::io::BufReader::new(File::open(tmp)?);
-    ltx::verify(f).map_err(|source| StoreError::Ltx {
+    Ok(ltx::verify(f).map_err(|source| StoreError::Ltx {
         path: tmp.to_path_buf(),
         source,
-    })?;
-    Ok(())
+    })?)
 }
 
 /// Logs how far a large transfer (a snapshot) has come.

@@ -44,6 +44,20 @@ impl Db {
                 })?;
             headers.push((h, t));
         }
+        self.apply_verified_batch(paths, &headers)
+    }
+
+    /// [`Db::apply_ltx_batch`] for files the caller verified (`ltx::verify`)
+    /// since they were last written, with what that returned: the
+    /// replication client checks each file as it arrives, before taking
+    /// any lock, and need not read it a second time here. Pages are still
+    /// checked as they are written.
+    pub(crate) fn apply_verified_batch(
+        &self,
+        paths: &[std::path::PathBuf],
+        headers: &[(ltx::Header, ltx::Trailer)],
+    ) -> Result<Pos> {
+        debug_assert_eq!(paths.len(), headers.len());
         let Some(&(last_h, last_t)) = headers.last() else {
             return Ok(self.pos());
         };
@@ -57,7 +71,7 @@ impl Db {
 
         let mut st = self.lock();
         let (mut txid, mut checksum) = (st.pos.txid, st.checksum.value());
-        for (path, (h, t)) in paths.iter().zip(&headers) {
+        for (path, (h, t)) in paths.iter().zip(headers) {
             if !h.is_snapshot() && (h.min_txid != txid + 1 || h.pre_apply_checksum != checksum) {
                 return Err(StoreError::Corrupt {
                     db: self.name().to_string(),
@@ -150,7 +164,7 @@ impl Db {
             }
         }
         self.shared.set_primary_timestamp(last_h.timestamp);
-        for (h, t) in &headers {
+        for (h, t) in headers {
             self.shared.emit(Event::Tx {
                 db: self.name().to_string(),
                 pos: Pos::new(h.max_txid, t.post_apply_checksum),
