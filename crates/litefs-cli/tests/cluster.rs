@@ -14,227 +14,24 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use rusqlite::{Connection, TransactionBehavior};
 
 mod common;
 
-use common::{detach, is_mounted, LITEFS};
+use common::node::{Config, Node};
+use common::sqlite3;
 const WAIT: Duration = Duration::from_secs(20);
 const PRIMARY_HOST: &str = "node-a";
 
 // ---------------------------------------------------------------- nodes
 
-/// One `litefs mount` process with its own directories and address. On
-/// drop the process is stopped (TERM, then KILL) and the mount lazily
-/// unmounted, whatever the test did.
-struct Node {
-    root: tempfile::TempDir,
-    addr: SocketAddr,
-    child: Option<Child>,
-    /// The FUSE connection of the running mount (`/sys/fs/fuse/connections/N`).
-    fuse_conn: Option<String>,
-}
-
 impl Node {
-    /// A node listening on 127.0.0.`host` (a free port there).
-    fn new(host: u8) -> Node {
-        let root = tempfile::tempdir().unwrap();
-        fs::create_dir(root.path().join("mnt")).unwrap();
-        let ip = Ipv4Addr::new(127, 0, 0, host);
-        let addr = TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap();
-        Node {
-            root,
-            addr,
-            child: None,
-            fuse_conn: None,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn mnt(&self) -> PathBuf {
-        self.root.path().join("mnt")
-    }
-
-    fn db(&self, name: &str) -> PathBuf {
-        self.mnt().join(name)
-    }
-
-    fn data(&self) -> PathBuf {
-        self.root.path().join("data")
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.root.path().join("litefs.log")
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    /// Writes litefs.yml. `primary`: the URL to follow (a replica), or None
-    /// (the primary). `data_extra`: more fields of the `data:` map.
-    fn config(&self, primary: Option<&str>, data_extra: &str) {
-        let lease = match primary {
-            None => format!(
-                "lease: {{ type: static, candidate: true, hostname: \"{PRIMARY_HOST}\", \
-                 advertise-url: \"{}\" }}\n",
-                self.url()
-            ),
-            Some(url) => format!(
-                "lease: {{ type: static, candidate: false, hostname: \"{PRIMARY_HOST}\", \
-                 advertise-url: \"{url}\", reconnect-delay: \"200ms\" }}\nskip-sync: true\n"
-            ),
-        };
-        let yml = format!(
-            "fuse: {{ dir: \"{}\" }}\ndata: {{ dir: \"{}\"{data_extra} }}\nhttp: {{ addr: \"{}\" }}\n{lease}",
-            self.mnt().display(),
-            self.data().display(),
-            self.addr,
-        );
-        fs::write(self.root.path().join("litefs.yml"), yml).unwrap();
-    }
-
-    /// Starts the node and waits until its mount answers.
-    fn start(&mut self) {
-        assert!(self.child.is_none(), "node already running");
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .unwrap();
-        let child = Command::new(LITEFS)
-            .arg("mount")
-            .arg("-config")
-            .arg(self.root.path().join("litefs.yml"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let mnt = self.mnt();
-        self.wait_until("the mount to appear", || {
-            is_mounted(&mnt) && fs::read_dir(&mnt).is_ok()
-        });
-        self.fuse_conn = fuse_conn(&mnt);
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.as_ref().expect("node not running").id() as i32)
-    }
-
-    fn is_running(&mut self) -> bool {
-        match &mut self.child {
-            Some(c) => c.try_wait().unwrap().is_none(),
-            None => false,
-        }
-    }
-
-    /// SIGTERM and a bounded wait for a clean exit (code 0).
-    fn stop(&mut self) {
-        kill(self.pid(), Signal::SIGTERM).unwrap();
-        let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                assert!(st.success(), "litefs exited with {st}:\n{}", self.log());
-                return;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("litefs did not exit after SIGTERM:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// kill -9; the stale mount is left behind, as after a crash. A
-    /// process that cannot finish exiting within 5 s (stuck in a request
-    /// to its own, now unserved, FUSE mount) is reported as an error after
-    /// its FUSE connection is aborted so that it can exit.
-    fn kill9(&mut self) -> Result<(), String> {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        if wait_bounded(&mut child, Duration::from_secs(5)) {
-            // The kernel releases a dead process's /dev/fuse a moment after
-            // it is reaped (delayed fput); until then the mount does not yet
-            // answer ENOTCONN and looks alive. A restart in that window
-            // fails with "Transport endpoint is not connected" (see the
-            // report); wait (bounded) for the crash to be complete.
-            let mnt = self.mnt();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while fs::metadata(&mnt).err().and_then(|e| e.raw_os_error()) != Some(libc::ENOTCONN)
-                && Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            return Ok(());
-        }
-        let stuck = task_states(child.id());
-        self.abort_fuse();
-        let exited = wait_bounded(&mut child, Duration::from_secs(5));
-        Err(format!(
-            "litefs (pid {}) did not exit within 5 s of SIGKILL (threads: {stuck}); \
-             exited after aborting its FUSE connection: {exited}",
-            child.id()
-        ))
-    }
-
-    /// Aborts this node's FUSE connection (only while its mount is still
-    /// the one recorded at start).
-    fn abort_fuse(&mut self) {
-        if let Some(conn) = self.fuse_conn.take() {
-            if fuse_conn(&self.mnt()).as_deref() == Some(conn.as_str()) {
-                abort_fuse_conn(&conn);
-            }
-        }
-    }
-
-    /// Polls `f` until it holds; panics with this node's log after WAIT.
-    fn wait_until(&mut self, what: &str, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if f() {
-                return;
-            }
-            if let Some(c) = &mut self.child {
-                if let Some(st) = c.try_wait().unwrap() {
-                    panic!(
-                        "litefs exited ({st}) while waiting for {what}:\n{}",
-                        self.log()
-                    );
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// The `-pos` file's content, if the database exists here.
-    fn pos(&self, db: &str) -> Option<String> {
-        fs::read_to_string(self.mnt().join(format!("{db}-pos")))
-            .ok()
-            .map(|s| s.trim().to_string())
-    }
-
     fn txid(&self, db: &str) -> u64 {
         txid_of(&self.pos(db).unwrap_or_default())
     }
@@ -245,86 +42,12 @@ impl Node {
     }
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
-            if !wait_bounded(&mut c, Duration::from_secs(3)) {
-                let _ = c.kill();
-                if !wait_bounded(&mut c, Duration::from_secs(3)) {
-                    // Stuck on its own mount: never leave a D-state zombie.
-                    self.abort_fuse();
-                    wait_bounded(&mut c, Duration::from_secs(3));
-                }
-            }
-        }
-        detach(&self.mnt());
-    }
-}
-
-/// Waits at most `d` for `c` to exit; whether it did.
-fn wait_bounded(c: &mut Child, d: Duration) -> bool {
-    let deadline = Instant::now() + d;
-    loop {
-        if c.try_wait().ok().flatten().is_some() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// "tid:state:wchan" of each thread of `pid`, for a report.
-fn task_states(pid: u32) -> String {
-    let Ok(rd) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return String::new();
-    };
-    rd.filter_map(|e| e.ok())
-        .map(|e| {
-            let p = e.path();
-            let stat = fs::read_to_string(p.join("stat")).unwrap_or_default();
-            let state = stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .next()
-                .unwrap_or("?")
-                .to_string();
-            let wchan = fs::read_to_string(p.join("wchan")).unwrap_or_default();
-            format!("{}:{state}:{wchan}", e.file_name().to_string_lossy())
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The FUSE connection number (the device minor) of the mount at `dir`.
-fn fuse_conn(dir: &Path) -> Option<String> {
-    let want = dir.to_str().unwrap().replace(' ', "\\040");
-    fs::read_to_string("/proc/self/mountinfo")
-        .ok()?
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(4) == Some(&want.as_str()))
-                .then(|| f.get(2)?.split(':').nth(1).map(String::from))?
-        })
-        .next_back()
-}
-
-/// Writes to /sys/fs/fuse/connections/N/abort (mounting fusectl if needed).
-fn abort_fuse_conn(conn: &str) {
-    let dir = Path::new("/sys/fs/fuse/connections");
-    if !dir.join(conn).exists() {
-        let _ = Command::new("mount")
-            .args(["-t", "fusectl", "none"])
-            .arg(dir)
-            .stderr(Stdio::null())
-            .status();
-    }
-    let _ = fs::write(dir.join(conn).join("abort"), "1");
+/// A replica following the primary at `url`.
+fn replica_of(url: &str) -> Config {
+    Config::new(false)
+        .primary(PRIMARY_HOST, url)
+        .reconnect_delay("200ms")
+        .skip_sync()
 }
 
 fn txid_of(pos: &str) -> u64 {
@@ -335,14 +58,19 @@ fn txid_of(pos: &str) -> u64 {
 }
 
 /// A primary on 127.0.0.1 and `n` replicas on 127.0.0.2.. following it.
+/// `primary_data`: more fields of the primary's `data:` map.
 fn cluster(n: u8, primary_data: &str) -> (Node, Vec<Node>) {
-    let mut p = Node::new(1);
-    p.config(None, primary_data);
+    let mut p = Node::on_host(1, WAIT);
+    p.config(
+        Config::new(true)
+            .primary(PRIMARY_HOST, &p.url())
+            .data(primary_data),
+    );
     p.start();
     let replicas = (0..n)
         .map(|i| {
-            let mut r = Node::new(2 + i);
-            r.config(Some(&p.url()), "");
+            let mut r = Node::on_host(2 + i, WAIT);
+            r.config(replica_of(&p.url()));
             r.start();
             r
         })
@@ -400,15 +128,6 @@ fn dump(path: &Path) -> Vec<String> {
 fn integrity(path: &Path) -> String {
     open(path)
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap()
-}
-
-fn sqlite3_cli(db: &Path, sql: &str) -> std::process::Output {
-    Command::new("sqlite3")
-        .arg("-bail")
-        .arg(db)
-        .arg(sql)
-        .output()
         .unwrap()
 }
 
@@ -668,8 +387,8 @@ fn restarts_keep_positions_and_replicas_follow() {
     assert_replicated(&p, &mut replicas, db);
 
     // A new, empty replica: the whole database as a snapshot.
-    let mut empty = Node::new(4);
-    empty.config(Some(&p.url()), "");
+    let mut empty = Node::on_host(4, WAIT);
+    empty.config(replica_of(&p.url()));
     empty.start();
     replicas.push(empty);
     assert_replicated(&p, &mut replicas, db);
@@ -707,7 +426,7 @@ fn restarts_keep_positions_and_replicas_follow() {
 #[test]
 fn replica_behind_retention_gets_a_snapshot() {
     let db = "ret.db";
-    let (p, mut replicas) = cluster(1, ", retention: \"1s\", retention-monitor-interval: \"1s\"");
+    let (p, mut replicas) = cluster(1, "retention: \"1s\", retention-monitor-interval: \"1s\"");
     create_db(&p, db, "DELETE");
     random_writes(&p.db(db), 21, 10);
     wait_caught_up(&p, &mut replicas[0], db);
@@ -822,7 +541,7 @@ fn garbage_from_the_primary_is_refused_and_changes_nothing() {
 
     let mode = Arc::new(AtomicUsize::new(0));
     {
-        let (addr, mode, pos) = (p.addr, mode.clone(), pos.clone());
+        let (addr, mode, pos) = (p.addr(), mode.clone(), pos.clone());
         let bodies = cases.iter().map(|(b, _)| b.to_vec()).collect();
         std::thread::spawn(move || fake_primary(addr, mode, bodies, pos));
     }
@@ -862,7 +581,7 @@ fn write_on_a_replica_is_refused() {
         random_writes(&p.db(&db), 41, 5);
         let pos = wait_caught_up(&p, r, &db);
         let rows = dump(&r.db(&db));
-        let out = sqlite3_cli(&r.db(&db), "INSERT INTO t (id, v) VALUES (1000, 1);");
+        let out = sqlite3(&r.db(&db), "INSERT INTO t (id, v) VALUES (1000, 1);");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success(),

@@ -3,81 +3,31 @@
 //! `diverged/`) and then matches the new primary; a replica refuses a
 //! primary whose fencing epoch is older than one it already followed.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{detach, free_port, is_mounted, LITEFS as BIN};
-
-struct Node {
-    root: PathBuf,
-    child: Option<Child>,
-}
+use common::node::{Config, Node};
+use common::LITEFS as BIN;
+const WAIT: Duration = Duration::from_secs(20);
 
 impl Node {
-    fn new(root: &Path, name: &str) -> Node {
-        let root = root.join(name);
-        std::fs::create_dir_all(root.join("mnt")).unwrap();
-        std::fs::create_dir_all(root.join("data")).unwrap();
-        Node { root, child: None }
-    }
-
-    fn mnt(&self) -> PathBuf {
-        self.root.join("mnt")
-    }
-
-    fn data(&self) -> PathBuf {
-        self.root.join("data")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.root.join("log")).unwrap_or_default()
-    }
-
-    /// Starts `litefs mount` with the static lease; waits for the mount.
-    fn start(&mut self, addr: &str, candidate: bool, primary_host: &str, primary_url: &str) {
-        let yml = format!(
-            "fuse: {{ dir: {:?} }}\ndata: {{ dir: {:?} }}\nhttp: {{ addr: {addr:?} }}\nskip-sync: true\n\
-             lease: {{ type: static, candidate: {candidate}, hostname: {primary_host:?}, advertise-url: {primary_url:?}, reconnect-delay: 100ms }}\n",
-            self.mnt(),
-            self.data()
+    /// Starts `litefs mount` with the static lease naming `primary_host`
+    /// at `primary_url`; waits for the mount.
+    fn start_as(&mut self, candidate: bool, primary_host: &str, primary_url: &str) {
+        self.config(
+            Config::new(candidate)
+                .primary(primary_host, primary_url)
+                .reconnect_delay("100ms")
+                .skip_sync(),
         );
-        let cfg = self.root.join("litefs.yml");
-        std::fs::write(&cfg, yml).unwrap();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.root.join("log"))
-            .unwrap();
-        let child = Command::new(BIN)
-            .args(["mount", "-config"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let mnt = self.mnt();
-        wait_for("mount", || is_mounted(&mnt));
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: plain kill(2) on our own child.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let _ = c.wait();
-        }
-    }
-
-    fn pos(&self, db: &str) -> String {
-        std::fs::read_to_string(self.mnt().join(format!("{db}-pos"))).unwrap_or_default()
+        self.start();
     }
 
     fn sql(&self, db: &str, sql: &str) -> String {
         let out = Command::new("sqlite3")
-            .arg(self.mnt().join(db))
+            .arg(self.db(db))
             .arg(sql)
             .output()
             .unwrap();
@@ -90,18 +40,8 @@ impl Node {
     }
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        detach(&self.mnt());
-    }
-}
-
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + WAIT;
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
@@ -110,35 +50,32 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn former_primary_keeps_unreplicated_transactions_and_rejoins() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (pa, pb) = (free_port(), free_port());
-    let (addr_a, addr_b) = (format!("127.0.0.1:{pa}"), format!("127.0.0.1:{pb}"));
-    let (url_a, url_b) = (format!("http://{addr_a}"), format!("http://{addr_b}"));
-    let mut a = Node::new(tmp.path(), "a");
-    let mut b = Node::new(tmp.path(), "b");
+    let mut a = Node::new(WAIT);
+    let mut b = Node::new(WAIT);
+    let (url_a, url_b) = (a.url(), b.url());
 
-    a.start(&addr_a, true, "node-a", &url_a);
-    b.start(&addr_b, false, "node-a", &url_a);
+    a.start_as(true, "node-a", &url_a);
+    b.start_as(false, "node-a", &url_a);
     a.sql("t.db", "CREATE TABLE x (v INTEGER)");
     for v in 1..=3 {
         a.sql("t.db", &format!("INSERT INTO x VALUES ({v})"));
     }
     wait_for("b to follow a", || {
-        b.pos("t.db") == a.pos("t.db") && !a.pos("t.db").is_empty()
+        b.pos("t.db") == a.pos("t.db") && !a.pos("t.db").unwrap_or_default().is_empty()
     });
-    b.stop();
+    b.terminate();
 
     // Two transactions only a ever sees.
     a.sql("t.db", "INSERT INTO x VALUES (4)");
     a.sql("t.db", "INSERT INTO x VALUES (5)");
-    a.stop();
+    a.terminate();
 
     // b takes over and goes its own way.
-    b.start(&addr_b, true, "node-b", &url_b);
+    b.start_as(true, "node-b", &url_b);
     for v in [40, 50, 60] {
         b.sql("t.db", &format!("INSERT INTO x VALUES ({v})"));
     }
-    a.start(&addr_a, false, "node-b", &url_b);
+    a.start_as(false, "node-b", &url_b);
     wait_for("a to match b", || a.pos("t.db") == b.pos("t.db"));
     assert_eq!(
         a.sql("t.db", "SELECT group_concat(v) FROM x"),
@@ -176,17 +113,15 @@ fn former_primary_keeps_unreplicated_transactions_and_rejoins() {
 
 #[test]
 fn replica_refuses_a_primary_with_an_older_epoch() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (pa, pb) = (free_port(), free_port());
-    let (addr_a, addr_b) = (format!("127.0.0.1:{pa}"), format!("127.0.0.1:{pb}"));
-    let url_a = format!("http://{addr_a}");
-    let mut a = Node::new(tmp.path(), "a");
-    let mut b = Node::new(tmp.path(), "b");
+    let mut a = Node::new(WAIT);
+    let mut b = Node::new(WAIT);
+    let url_a = a.url();
     // b has followed a primary of term 5 before; a starts its first term.
+    std::fs::create_dir_all(b.data()).unwrap();
     std::fs::write(b.data().join("epoch"), "5\n").unwrap();
-    a.start(&addr_a, true, "node-a", &url_a);
+    a.start_as(true, "node-a", &url_a);
     a.sql("t.db", "CREATE TABLE x (v INTEGER)");
-    b.start(&addr_b, false, "node-a", &url_a);
+    b.start_as(false, "node-a", &url_a);
     wait_for("b to refuse a", || b.log().contains("stale primary"));
     assert!(
         !b.mnt().join("t.db").exists(),
@@ -201,14 +136,11 @@ fn replica_refuses_a_primary_with_an_older_epoch() {
 
 #[test]
 fn tampered_replica_is_detected_and_resnapshotted() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (pa, pb) = (free_port(), free_port());
-    let (addr_a, addr_b) = (format!("127.0.0.1:{pa}"), format!("127.0.0.1:{pb}"));
-    let url_a = format!("http://{addr_a}");
-    let mut a = Node::new(tmp.path(), "a");
-    let mut b = Node::new(tmp.path(), "b");
-    a.start(&addr_a, true, "node-a", &url_a);
-    b.start(&addr_b, false, "node-a", &url_a);
+    let mut a = Node::new(WAIT);
+    let mut b = Node::new(WAIT);
+    let url_a = a.url();
+    a.start_as(true, "node-a", &url_a);
+    b.start_as(false, "node-a", &url_a);
     a.sql("t.db", "CREATE TABLE x (v TEXT)");
     for i in 0..50 {
         a.sql(
@@ -217,7 +149,7 @@ fn tampered_replica_is_detected_and_resnapshotted() {
         );
     }
     wait_for("b to follow a", || b.pos("t.db") == a.pos("t.db"));
-    b.stop();
+    b.terminate();
 
     // Change one byte of a table page behind litefs's back; the clean
     // shutdown lets the next start skip the full checksum, so only the
@@ -227,7 +159,7 @@ fn tampered_replica_is_detected_and_resnapshotted() {
     bytes[4096 + 2000] ^= 0xff;
     std::fs::write(&file, &bytes).unwrap();
 
-    b.start(&addr_b, false, "node-a", &url_a);
+    b.start_as(false, "node-a", &url_a);
     wait_for("b to report the mismatch", || {
         b.log().contains("checksum mismatch")
     });

@@ -7,137 +7,31 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 mod common;
 
-use common::{detach, free_port, is_mounted, LITEFS};
+use common::node::{Config, Node};
+use common::{is_mounted, sqlite3, LITEFS};
 const WAIT: Duration = Duration::from_secs(15);
 
-/// One node's directories and config; a `litefs mount` it runs is killed
-/// and its mount lazily unmounted on drop, whatever the test did.
-struct Node {
-    root: tempfile::TempDir,
-    child: Option<Child>,
+/// A node of these tests: one at a time, each in its own directory.
+fn node() -> Node {
+    Node::new(WAIT)
+}
+
+/// A replica's config. No primary runs in these tests: skip-sync lets exec
+/// start without first catching up with it.
+fn replica() -> Config {
+    Config::new(false)
+        .primary("primary-host", "http://127.0.0.1:1")
+        .skip_sync()
 }
 
 impl Node {
-    fn new() -> Node {
-        let root = tempfile::tempdir().unwrap();
-        fs::create_dir(root.path().join("mnt")).unwrap();
-        Node { root, child: None }
-    }
-
-    fn mnt(&self) -> PathBuf {
-        self.root.path().join("mnt")
-    }
-
-    fn data(&self) -> PathBuf {
-        self.root.path().join("data")
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.root.path().join(name)
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.file("litefs.log")).unwrap_or_default()
-    }
-
-    /// Writes litefs.yml: a static lease, candidate or replica, plus
-    /// `extra` YAML (an `exec:` section, say).
-    fn config(&self, candidate: bool, extra: &str) -> PathBuf {
-        let port = free_port();
-        let lease = if candidate {
-            "lease:\n  type: static\n  candidate: true\n".to_string()
-        } else {
-            // No primary runs in these tests: skip-sync lets exec start
-            // without first catching up with it.
-            "skip-sync: true\nlease:\n  type: static\n  candidate: false\n  hostname: primary-host\n  \
-             advertise-url: \"http://127.0.0.1:1\"\n"
-                .to_string()
-        };
-        let yml = format!(
-            "fuse:\n  dir: \"{}\"\ndata:\n  dir: \"{}\"\nhttp:\n  addr: \"127.0.0.1:{port}\"\n{lease}{extra}",
-            self.mnt().display(),
-            self.data().display()
-        );
-        let path = self.file("litefs.yml");
-        fs::write(&path, yml).unwrap();
-        path
-    }
-
-    /// Starts `litefs mount -config litefs.yml [-- cmd...]`, logging to
-    /// litefs.log.
-    fn start(&mut self, cmd: &[&str]) {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.file("litefs.log"))
-            .unwrap();
-        let mut c = Command::new(LITEFS);
-        c.arg("mount")
-            .arg("-config")
-            .arg(self.file("litefs.yml"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        if !cmd.is_empty() {
-            c.arg("--").args(cmd);
-        }
-        self.child = Some(c.spawn().unwrap());
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
-    }
-
-    /// Waits until the mount is up and answering (bounded).
-    fn wait_mounted(&mut self) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if is_mounted(&self.mnt()) && fs::read_dir(self.mnt()).is_ok() {
-                return;
-            }
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("litefs exited ({st}) before mounting:\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mount never appeared:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits (bounded) for litefs to exit; returns its status.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let child = self.child.as_mut().unwrap();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                self.child = None;
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "litefs did not exit:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, sig: Signal) {
-        kill(self.pid(), sig).unwrap();
-    }
-
     fn ltx_files(&self, db: &str) -> Vec<PathBuf> {
         let dir = self.data().join("dbs").join(db).join("ltx");
         let mut v: Vec<PathBuf> = fs::read_dir(dir)
@@ -152,27 +46,8 @@ impl Node {
     }
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        detach(&self.mnt());
-    }
-}
-
 fn litefs(args: &[&str]) -> Output {
     Command::new(LITEFS).args(args).output().unwrap()
-}
-
-fn sqlite3(db: &Path, sql: &str) -> Output {
-    Command::new("sqlite3")
-        .arg("-bail")
-        .arg(db)
-        .arg(sql)
-        .output()
-        .unwrap()
 }
 
 fn text(b: &[u8]) -> String {
@@ -198,8 +73,8 @@ fn ltx_max_txid(path: &Path) -> u64 {
 
 #[test]
 fn exec_exit_code_becomes_litefs_exit_code_and_mount_goes_away() {
-    let mut n = Node::new();
-    n.config(true, "");
+    let mut n = node();
+    n.config(Config::new(true));
     let db = n.mnt().join("app.db");
     let script = format!(
         "sqlite3 {db} 'PRAGMA journal_mode=WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);' >/dev/null \
@@ -207,7 +82,7 @@ fn exec_exit_code_becomes_litefs_exit_code_and_mount_goes_away() {
         db = db.display(),
         mnt = n.mnt().display()
     );
-    n.start(&["sh", "-c", &script]);
+    n.spawn(&["sh", "-c", &script]);
     let st = n.wait_exit();
     assert_eq!(st.code(), Some(7), "{}", n.log());
     assert!(!is_mounted(&n.mnt()), "mount left behind");
@@ -233,18 +108,17 @@ fn if_candidate_is_honoured_and_replica_refuses_writes() {
         )
     };
     // Candidate: the migration runs, then the app.
-    let mut n = Node::new();
-    n.config(true, &exec(&n));
-    n.start(&[]);
+    let mut n = node();
+    n.config(Config::new(true).extra(&exec(&n)));
+    n.spawn(&[]);
     assert_eq!(n.wait_exit().code(), Some(3), "{}", n.log());
     assert!(n.file("migrated").exists());
     assert!(n.file("app-ran").exists());
     assert!(!is_mounted(&n.mnt()));
 
     // Populate a database as primary, then come back as a replica.
-    n.config(true, "");
-    n.start(&[]);
-    n.wait_mounted();
+    n.config(Config::new(true));
+    n.start();
     let db = n.mnt().join("app.db");
     for mode in ["DELETE", "WAL"] {
         let out = sqlite3(
@@ -258,8 +132,8 @@ fn if_candidate_is_honoured_and_replica_refuses_writes() {
     fs::remove_file(n.file("migrated")).unwrap();
     fs::remove_file(n.file("app-ran")).unwrap();
 
-    n.config(false, &exec(&n));
-    n.start(&[]);
+    n.config(replica().extra(&exec(&n)));
+    n.spawn(&[]);
     assert_eq!(n.wait_exit().code(), Some(3), "{}", n.log());
     assert!(
         !n.file("migrated").exists(),
@@ -269,9 +143,8 @@ fn if_candidate_is_honoured_and_replica_refuses_writes() {
 
     // A replica with no app: writes are refused, reads work, .primary names
     // the primary.
-    n.config(false, "");
-    n.start(&[]);
-    n.wait_mounted();
+    n.config(replica());
+    n.start();
     assert_eq!(
         fs::read_to_string(n.mnt().join(".primary")).unwrap(),
         "primary-host\n"
@@ -294,14 +167,14 @@ fn if_candidate_is_honoured_and_replica_refuses_writes() {
 
 #[test]
 fn sigterm_stops_the_app_and_unmounts() {
-    let mut n = Node::new();
-    n.config(true, "");
+    let mut n = node();
+    n.config(Config::new(true));
     let script = format!(
         "trap 'touch {got}; exit 0' TERM; touch {ready}; while :; do sleep 0.05; done",
         got = n.file("got-term").display(),
         ready = n.file("ready").display()
     );
-    n.start(&["sh", "-c", &script]);
+    n.spawn(&["sh", "-c", &script]);
     wait_for(&n.file("ready"), "app never started", &n);
     assert!(is_mounted(&n.mnt()));
     n.signal(Signal::SIGTERM);
@@ -313,10 +186,9 @@ fn sigterm_stops_the_app_and_unmounts() {
 
 #[test]
 fn stale_mount_from_kill9_is_cleared_at_next_start() {
-    let mut n = Node::new();
-    n.config(true, "");
-    n.start(&[]);
-    n.wait_mounted();
+    let mut n = node();
+    n.config(Config::new(true));
+    n.start();
     let db = n.mnt().join("app.db");
     let out = sqlite3(&db, "CREATE TABLE t (x); INSERT INTO t VALUES (42);");
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -334,7 +206,7 @@ fn stale_mount_from_kill9_is_cleared_at_next_start() {
         db.display(),
         n.file("out").display()
     );
-    n.start(&["sh", "-c", &script]);
+    n.spawn(&["sh", "-c", &script]);
     assert_eq!(n.wait_exit().code(), Some(0), "{}", n.log());
     assert_eq!(fs::read_to_string(n.file("out")).unwrap(), "42\n");
     assert!(n.log().contains("stale mount"), "{}", n.log());
@@ -363,10 +235,9 @@ while True:
 #[test]
 fn kill9_during_writes_loses_no_acknowledged_transaction() {
     for mode in ["DELETE", "WAL"] {
-        let mut n = Node::new();
-        n.config(true, "");
-        n.start(&[]);
-        n.wait_mounted();
+        let mut n = node();
+        n.config(Config::new(true));
+        n.start();
         let db = n.mnt().join("app.db");
         let ack = n.file("acked");
         let mut writer = Command::new("python3")
@@ -402,8 +273,7 @@ fn kill9_during_writes_loses_no_acknowledged_transaction() {
             .map(|l| l.parse().unwrap())
             .collect();
 
-        n.start(&[]);
-        n.wait_mounted();
+        n.start();
         let out = sqlite3(&db, "PRAGMA integrity_check; SELECT id FROM t;");
         assert!(out.status.success(), "{mode}: {}", text(&out.stderr));
         let stdout = text(&out.stdout);
@@ -464,8 +334,8 @@ fn replay(files: &[PathBuf]) -> Vec<u8> {
 
 #[test]
 fn import_and_export_round_trip_as_one_transaction() {
-    let mut n = Node::new();
-    let cfg = n.config(true, "");
+    let mut n = node();
+    let cfg = n.config(Config::new(true));
     let cfg = cfg.to_str().unwrap().to_string();
     let src = n.file("src.db");
     let out = sqlite3(
@@ -476,8 +346,7 @@ fn import_and_export_round_trip_as_one_transaction() {
          CREATE TABLE b (x); INSERT INTO b VALUES ('hello'); CREATE INDEX a_v ON a (v);",
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    n.start(&[]);
-    n.wait_mounted();
+    n.start();
 
     // Into a new database: exactly one LTX file.
     let out = litefs(&[
@@ -553,14 +422,14 @@ fn import_and_export_round_trip_as_one_transaction() {
 
 #[test]
 fn ltx_verify_rejects_corruption_and_dump_json_parses() {
-    let mut n = Node::new();
-    n.config(true, "");
+    let mut n = node();
+    n.config(Config::new(true));
     let db = n.mnt().join("app.db");
     let script = format!(
         "sqlite3 {} 'CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(5000)); INSERT INTO t VALUES (1);'",
         db.display()
     );
-    n.start(&["sh", "-c", &script]);
+    n.spawn(&["sh", "-c", &script]);
     assert_eq!(n.wait_exit().code(), Some(0), "{}", n.log());
     let files = n.ltx_files("app.db");
     let last = files.last().unwrap();
@@ -618,7 +487,7 @@ fn ltx_verify_rejects_corruption_and_dump_json_parses() {
 
 #[test]
 fn broken_config_names_the_field() {
-    let n = Node::new();
+    let n = node();
     let cases = [
         ("lease:\n  type: static\n  candidat: true\n", "candidat"),
         (
@@ -651,14 +520,14 @@ fn broken_config_names_the_field() {
 
 #[test]
 fn corrupt_ltx_file_fails_startup_naming_it() {
-    let mut n = Node::new();
-    n.config(true, "");
+    let mut n = node();
+    n.config(Config::new(true));
     let db = n.mnt().join("app.db");
     let script = format!(
         "sqlite3 {} 'CREATE TABLE t (x); INSERT INTO t VALUES (1);'",
         db.display()
     );
-    n.start(&["sh", "-c", &script]);
+    n.spawn(&["sh", "-c", &script]);
     assert_eq!(n.wait_exit().code(), Some(0), "{}", n.log());
     let last = n.ltx_files("app.db").pop().unwrap();
     let mut bytes = fs::read(&last).unwrap();
@@ -666,7 +535,7 @@ fn corrupt_ltx_file_fails_startup_naming_it() {
     bytes[i] ^= 0xFF;
     fs::write(&last, bytes).unwrap();
 
-    n.start(&["true"]);
+    n.spawn(&["true"]);
     let st = n.wait_exit();
     assert_ne!(st.code(), Some(0));
     let log = n.log();
@@ -683,10 +552,9 @@ fn corrupt_ltx_file_fails_startup_naming_it() {
 
 #[test]
 fn misaligned_write_is_einval_and_logged() {
-    let mut n = Node::new();
-    n.config(true, "");
-    n.start(&[]);
-    n.wait_mounted();
+    let mut n = node();
+    n.config(Config::new(true));
+    n.start();
     let db = n.mnt().join("app.db");
     let out = sqlite3(&db, "CREATE TABLE t (x); INSERT INTO t VALUES (1);");
     assert!(out.status.success());

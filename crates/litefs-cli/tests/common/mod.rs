@@ -1,9 +1,12 @@
 //! What every test that runs the `litefs` binary needs: free ports, mount
-//! checks and cleanup that leaves nothing mounted.
+//! checks, cleanup that leaves nothing mounted, and (in [`node`]) a
+//! `litefs mount` process harness.
 #![allow(dead_code)]
 
+pub mod node;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 pub const LITEFS: &str = env!("CARGO_BIN_EXE_litefs");
 
@@ -32,4 +35,14 @@ pub fn detach(dir: &Path) {
         .arg(dir)
         .stderr(Stdio::null())
         .status();
+}
+
+/// `sqlite3 -bail DB SQL`, the command-line shell.
+pub fn sqlite3(db: &Path, sql: &str) -> Output {
+    Command::new("sqlite3")
+        .arg("-bail")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .unwrap()
 }
