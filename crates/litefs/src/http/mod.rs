@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::replication::{client::HEADER_EPOCH, client::HEADER_NODE_ID, frame, server};
-use crate::store::Store;
+use crate::store::{PositionAt, Store};
 use crate::transfer;
 
 pub use info::NodeInfo;
@@ -329,10 +329,21 @@ fn position_at(req: &Request<Incoming>, store: &Store) -> Response<Body> {
         return text(StatusCode::NOT_FOUND, format!("no database {name}\n"));
     };
     match db.position_at(txid) {
-        Ok(Some(pos)) => text(StatusCode::OK, pos.to_pos_file()),
-        Ok(None) => text(
+        Ok(PositionAt::At(pos)) => text(StatusCode::OK, pos.to_pos_file()),
+        Ok(PositionAt::Inside { min_txid, max_txid }) => text(
             StatusCode::NOT_FOUND,
-            format!("TXID {txid:016x} is not in the log; current {}\n", db.pos()),
+            format!(
+                "TXID {txid:016x} is inside group-commit file {}; current {}\n",
+                ltx::format_filename(min_txid, max_txid),
+                db.log_pos()
+            ),
+        ),
+        Ok(PositionAt::Unknown) => text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "TXID {txid:016x} is not in the log; current {}\n",
+                db.log_pos()
+            ),
         ),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }

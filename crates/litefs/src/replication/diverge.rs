@@ -132,12 +132,16 @@ async fn ask(
         source,
     };
     let resp = sender.send_request(req).await.map_err(http)?;
-    let status = resp.status();
+    let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.map_err(http)?.to_bytes();
-    let body = String::from_utf8_lossy(&body);
-    if status.is_success() {
+    classify(status, &String::from_utf8_lossy(&body), pos)
+}
+
+/// What the primary's answer to `GET /pos` for our `pos` means.
+fn classify(status: u16, body: &str, pos: Pos) -> Result<Answer, super::client::ClientError> {
+    if (200..300).contains(&status) {
         let theirs = Pos::parse(body.trim()).map_err(|e| super::client::ClientError::Status {
-            status: status.as_u16(),
+            status,
             body: e.to_string(),
         })?;
         return Ok(if theirs == pos {
@@ -146,16 +150,23 @@ async fn ask(
             Answer::Different
         });
     }
-    if status.as_u16() != 404 {
+    if status != 404 {
         return Err(super::client::ClientError::Status {
-            status: status.as_u16(),
+            status,
             body: body.trim().to_string(),
         });
     }
-    // Ours says "... not in the log; current TXID/CHECKSUM" or "no
-    // database ..."; anything else is a server without this endpoint.
+    // Ours says "... not in the log; current TXID/CHECKSUM", "... inside
+    // group-commit file ...; current ..." or "no database ..."; anything
+    // else is a server without this endpoint.
     if body.starts_with("no database") {
         return Ok(Answer::Beyond);
+    }
+    // The primary committed that TXID itself, in a group commit: our
+    // transaction of that number never reached it (the files it got from
+    // us keep our boundaries), so the histories part at or before it.
+    if body.contains("inside group-commit file") {
+        return Ok(Answer::Different);
     }
     if !body.contains("not in the log") {
         return Ok(Answer::Unsupported);
@@ -168,4 +179,43 @@ async fn ask(
         Some(c) if pos.txid <= c.txid => Answer::Pruned,
         _ => Answer::Beyond,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_of_get_pos() {
+        let ours = Pos::new(5, 0xabc);
+        let at = |status, body: &str| classify(status, body, ours).unwrap();
+        assert_eq!(at(200, &ours.to_pos_file()), Answer::Same);
+        assert_eq!(at(200, &Pos::new(5, 1).to_pos_file()), Answer::Different);
+        assert_eq!(
+            at(
+                404,
+                "TXID 0000000000000005 is inside group-commit file 0000000000000004-0000000000000007.ltx; \
+                 current 0000000000000009/0000000000000001\n"
+            ),
+            Answer::Different
+        );
+        assert_eq!(
+            at(
+                404,
+                "TXID 0000000000000005 is not in the log; current 0000000000000009/0000000000000001\n"
+            ),
+            Answer::Pruned
+        );
+        assert_eq!(
+            at(
+                404,
+                "TXID 0000000000000005 is not in the log; current 0000000000000003/0000000000000001\n"
+            ),
+            Answer::Beyond
+        );
+        assert_eq!(at(404, "no database a.db\n"), Answer::Beyond);
+        assert_eq!(at(404, "404 page not found"), Answer::Unsupported);
+        assert!(classify(500, "boom", ours).is_err());
+        assert!(classify(200, "garbage", ours).is_err());
+    }
 }

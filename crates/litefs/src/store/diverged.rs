@@ -11,19 +11,47 @@ use crate::store::error::{IoContext, Result};
 use crate::store::ltxlog::LtxEntry;
 use crate::store::pos::Pos;
 
+/// What this node's log says about its position right after a TXID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PositionAt {
+    At(Pos),
+    /// Inside a multi-transaction file written here: the node has the
+    /// transaction, but no position between the file's ends exists.
+    Inside {
+        min_txid: u64,
+        max_txid: u64,
+    },
+    /// Pruned, covered by a snapshot, or never reached.
+    Unknown,
+}
+
 impl Db {
-    /// This node's position right after `txid`, from its log: None when
-    /// no file ends there.
-    pub fn position_at(&self, txid: u64) -> Result<Option<Pos>> {
+    /// This node's position right after `txid`, from its log.
+    pub fn position_at(&self, txid: u64) -> Result<PositionAt> {
         let pos = self.log_pos();
         if txid == pos.txid {
-            return Ok(Some(pos));
+            return Ok(PositionAt::At(pos));
         }
-        let Some(entry) = self.log.list()?.into_iter().find(|e| e.max_txid == txid) else {
-            return Ok(None);
-        };
-        let (_, t) = self.log.read_file(&entry)?;
-        Ok(Some(Pos::new(txid, t.post_apply_checksum)))
+        let files = self.log.list()?;
+        if let Some(entry) = files.iter().find(|e| e.max_txid == txid) {
+            let (_, t) = self.log.read_file(entry)?;
+            return Ok(PositionAt::At(Pos::new(txid, t.post_apply_checksum)));
+        }
+        // A group commit: transactions this node committed itself, several
+        // to a file, so no position is known between them. (A snapshot
+        // covers history this node did not keep: unknown, not inside.)
+        Ok(
+            match files
+                .iter()
+                .find(|e| e.min_txid > 1 && e.min_txid <= txid && txid < e.max_txid)
+            {
+                Some(e) => PositionAt::Inside {
+                    min_txid: e.min_txid,
+                    max_txid: e.max_txid,
+                },
+                None => PositionAt::Unknown,
+            },
+        )
     }
 
     /// Local LTX files newest first with their end positions, for finding

@@ -438,14 +438,7 @@ mod tests {
     fn commit_txs(db: &crate::store::Db, n: u8) -> u64 {
         db.create(FileKind::Wal).unwrap();
         db.write_at(FileKind::Wal, 0, &wal_header(7)).unwrap();
-        let mut off = 32;
-        for i in 0..n {
-            let f = commit_frame(7, i + 1);
-            db.write_at(FileKind::Wal, off, &f[..24]).unwrap();
-            db.write_at(FileKind::Wal, off + 24, &f[24..]).unwrap();
-            off += f.len() as u64;
-        }
-        off
+        commit_more(db, 0, n)
     }
 
     #[test]
@@ -471,6 +464,42 @@ mod tests {
         assert_eq!(db.log_pos().txid, 0);
         db.write_at(FileKind::Wal, 0, &wal_header(8)).unwrap();
         assert_eq!(db.log_pos(), db.pos());
+    }
+
+    #[test]
+    fn no_position_is_known_inside_a_group_commit_file() {
+        use crate::store::PositionAt;
+        let (_dir, store) = store();
+        let db = store.create_db("a.db").unwrap();
+        db.writer.hold(true);
+        commit_txs(&db, 1);
+        db.flush_log().unwrap();
+        commit_more(&db, 1, 3);
+        db.flush_log().unwrap();
+        assert!(matches!(db.position_at(1).unwrap(), PositionAt::At(p) if p.txid == 1));
+        assert_eq!(
+            db.position_at(3).unwrap(),
+            PositionAt::Inside {
+                min_txid: 2,
+                max_txid: 4
+            }
+        );
+        assert_eq!(db.position_at(4).unwrap(), PositionAt::At(db.pos()));
+        assert_eq!(db.position_at(9).unwrap(), PositionAt::Unknown);
+    }
+
+    /// `n` more one-page commits after `done` of them; returns the offset
+    /// after them.
+    fn commit_more(db: &crate::store::Db, done: u8, n: u8) -> u64 {
+        let frame = (24 + PS) as u64;
+        let mut off = 32 + done as u64 * frame;
+        for i in done..done + n {
+            let f = commit_frame(7, i + 1);
+            db.write_at(FileKind::Wal, off, &f[..24]).unwrap();
+            db.write_at(FileKind::Wal, off + 24, &f[24..]).unwrap();
+            off += frame;
+        }
+        off
     }
 
     #[test]

@@ -37,6 +37,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 pub use db::{Db, FileKind};
+pub use diverged::PositionAt;
 pub use error::{Result, StoreError};
 pub use events::Event;
 pub use pos::Pos;
