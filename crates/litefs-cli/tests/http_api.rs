@@ -159,6 +159,10 @@ fn info_metrics_import_export_and_events() {
     assert_eq!(code, 200);
     let text = String::from_utf8(body).unwrap();
     assert!(text.contains("litefs_db_txid{db=\"imp.db\"} 1"), "{text}");
+    assert!(
+        text.contains("litefs_db_log_txid{db=\"imp.db\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("litefs_is_primary 1"), "{text}");
     assert!(text.contains("litefs_replication_streams 0"), "{text}");
     assert!(

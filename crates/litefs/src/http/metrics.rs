@@ -16,15 +16,24 @@ struct DbLabel {
 pub fn render(store: &Store) -> String {
     let mut reg = Registry::with_prefix("litefs");
     let txid = Family::<DbLabel, Gauge>::default();
+    let log_txid = Family::<DbLabel, Gauge>::default();
     let commit = Family::<DbLabel, Gauge>::default();
     for db in store.dbs() {
         let label = DbLabel {
             db: db.name().to_string(),
         };
         txid.get_or_create(&label).set(db.pos().txid as i64);
+        log_txid.get_or_create(&label).set(db.log_pos().txid as i64);
         commit.get_or_create(&label).set(db.commit_pages() as i64);
     }
     reg.register("db_txid", "TXID of the newest transaction", txid);
+    // In WAL mode the LTX file follows the commit (log_writer.rs): a gap
+    // that stays open means the writer is stuck or failed.
+    reg.register(
+        "db_log_txid",
+        "TXID of the newest transaction whose LTX file is durable (what replicas can get)",
+        log_txid,
+    );
     reg.register("db_pages", "Database size in pages", commit);
     let db_lag = Family::<DbLabel, Gauge>::default();
     for db in store.dbs() {
