@@ -20,6 +20,7 @@ use crate::store::db::{read_full_at, FileKind};
 use crate::store::error::{IoContext, Result, StoreError};
 use crate::store::ltxlog::{now_ms, sync_dir, LtxLog};
 use crate::store::sqlite::{WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
+use crate::store::wal::remove_replaced_pages;
 use crate::store::walscan::{scan_wal, WalScan};
 
 /// Where the committed part of the WAL ends, as SQLite will see it.
@@ -168,25 +169,23 @@ fn log_transactions(
     for t in &scan.txs[first_new..] {
         let frames: BTreeMap<u32, u64> = t.frames.iter().copied().collect();
         let mut next = checksum;
-        let shrunk = t.commit + 1..=commit;
-        for pgno in frames.keys().copied().chain(shrunk) {
-            if pgno == lock || pgno > commit {
-                continue;
-            }
-            let old = match index.get(&pgno) {
-                Some(&off) => Some(read_frame(off)?),
+        remove_replaced_pages(
+            &mut next,
+            frames.keys().copied(),
+            commit,
+            t.commit,
+            lock,
+            |pgno| match index.get(&pgno) {
+                Some(&off) => read_frame(off).map(Some),
                 None if (pgno as u64) * ps as u64 <= db_len => {
                     let mut page = vec![0u8; ps as usize];
                     db.read_exact_at(&mut page, (pgno as u64 - 1) * ps as u64)
                         .at(db_path)?;
-                    Some(page)
+                    Ok(Some(page))
                 }
-                None => None,
-            };
-            if let Some(old) = old {
-                next.xor(ltx::page_checksum(pgno, &old));
-            }
-        }
+                None => Ok(None),
+            },
+        )?;
         let mut pages = Vec::with_capacity(frames.len());
         for (&pgno, &off) in frames.range(..=t.commit) {
             if pgno != lock {

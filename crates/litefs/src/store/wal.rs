@@ -19,6 +19,31 @@ use crate::store::error::{IoContext, Result, StoreError};
 use crate::store::log_writer::PendingTx;
 use crate::store::sqlite::{WalFrameHeader, WalHeader, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
 
+/// Takes out of `checksum` the old version of every page a WAL transaction
+/// replaces: the pages it `written` and those it cuts off by shrinking the
+/// database from `prev_commit` to `commit` pages. `old_page` gives a page
+/// as it was before the transaction (None: absent); pages past
+/// `prev_commit` did not exist then and are not asked for. Capture and the
+/// rebuild from the WAL at startup both compute checksums with this.
+pub(crate) fn remove_replaced_pages(
+    checksum: &mut ltx::DbChecksum,
+    written: impl IntoIterator<Item = u32>,
+    prev_commit: u32,
+    commit: u32,
+    lock: u32,
+    mut old_page: impl FnMut(u32) -> Result<Option<Vec<u8>>>,
+) -> Result<()> {
+    for pgno in written.into_iter().chain(commit + 1..=prev_commit) {
+        if pgno == lock || pgno > prev_commit {
+            continue;
+        }
+        if let Some(old) = old_page(pgno)? {
+            checksum.xor(page_checksum(pgno, &old));
+        }
+    }
+    Ok(())
+}
+
 impl Db {
     pub(crate) fn write_wal(&self, st: &mut DbState, offset: u64, data: &[u8]) -> Result<()> {
         if offset < WAL_HEADER_SIZE {
@@ -153,17 +178,14 @@ impl Db {
 
         let lock = ltx::lock_pgno(hdr.page_size);
         let mut checksum = st.checksum;
-        // Old content of every page the transaction changes or cuts off.
-        let shrunk = commit + 1..=st.commit;
-        let touched: Vec<u32> = frames.keys().copied().chain(shrunk).collect();
-        for pgno in touched {
-            if pgno == lock {
-                continue;
-            }
-            if let Some(old) = self.committed_page(st, pgno)? {
-                checksum.xor(page_checksum(pgno, &old));
-            }
-        }
+        remove_replaced_pages(
+            &mut checksum,
+            frames.keys().copied(),
+            st.commit,
+            commit,
+            lock,
+            |pgno| self.committed_page(st, pgno),
+        )?;
         let mut pages = Vec::with_capacity(frames.len());
         for (&pgno, &(frame_off, page)) in frames.range(..=commit) {
             if pgno != lock {
