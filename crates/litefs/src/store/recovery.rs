@@ -195,14 +195,14 @@ pub(crate) fn recover(
         }
         _ => None,
     };
-    let rec = match &last {
-        None if db_len == 0 => Recovered {
+    let rec = match (&last, roll_from) {
+        (None, _) if db_len == 0 => Recovered {
             pos: Pos::default(),
             commit: 0,
             page_size,
             checksum: ltx::DbChecksum::new(),
         },
-        None => {
+        (None, _) => {
             // A database without a log (imported by hand, or its ltx/
             // directory removed as the documented way out of a corrupt
             // file): start the log with a snapshot, keeping TXIDs rising.
@@ -216,17 +216,13 @@ pub(crate) fn recover(
                 checksum: ltx::DbChecksum::from_value(checksum),
             }
         }
-        Some((entry, h, t)) if checksum == t.post_apply_checksum => {
-            let _ = entry;
-            Recovered {
+        (Some((_, h, t)), _) if checksum == t.post_apply_checksum => Recovered {
                 pos: Pos::new(h.max_txid, t.post_apply_checksum),
                 commit: h.commit,
                 page_size: h.page_size,
                 checksum: ltx::DbChecksum::from_value(checksum),
-            }
-        }
-        Some((entry, h, t)) if roll_from.is_some() => {
-            let from = roll_from.unwrap_or_default();
+        },
+        (Some((entry, h, t)), Some(from)) => {
             tracing::info!(
                 db = name,
                 from,
@@ -252,7 +248,7 @@ pub(crate) fn recover(
                 checksum: ltx::DbChecksum::from_value(after),
             }
         }
-        Some((_, h, _)) if opts.follower => {
+        (Some((_, h, _)), None) if opts.follower => {
             tracing::warn!(
                 db = name,
                 txid = h.max_txid,
@@ -265,9 +261,10 @@ pub(crate) fn recover(
                 checksum: ltx::DbChecksum::new(),
             }
         }
-        Some((entry, h, t)) => {
+        (Some((entry, h, t)), None) => {
             return Err(corrupt(format!(
-                "database checksum {checksum:016x} matches neither TXID {} ({:016x}, from {}) nor the state before it; \
+                "database checksum {checksum:016x} matches neither TXID {} ({:016x}, from {}) nor a state the log \
+                 can roll forward from; \
                  the database file was changed outside litefs. To keep the database file as it is and restart the \
                  log from it, move {} aside and start again",
                 h.max_txid,
