@@ -75,21 +75,19 @@ impl TestMount {
 /// Replays every LTX file of `db` into an empty file, checking each chains
 /// onto the previous and the last ends at the database's position.
 pub fn replay_log(db: &litefs::store::Db) -> Vec<u8> {
-    {
-        let mut out = std::io::Cursor::new(Vec::new());
-        let mut checksum = 0;
-        let mut txid = 0;
-        for e in db.ltx_log().list().unwrap() {
-            assert_eq!(e.min_txid, txid + 1, "gap before {}", e.path.display());
-            let f = BufReader::new(File::open(&e.path).unwrap());
-            let (_, t) = ltx::apply_verified(f, &mut out, checksum).unwrap();
-            checksum = t.post_apply_checksum;
-            txid = e.max_txid;
-        }
-        assert_eq!(db.pos().txid, txid);
-        assert_eq!(db.pos().post_apply_checksum, checksum);
-        out.into_inner()
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut checksum = 0;
+    let mut txid = 0;
+    for e in db.ltx_log().list().unwrap() {
+        assert_eq!(e.min_txid, txid + 1, "gap before {}", e.path.display());
+        let f = BufReader::new(File::open(&e.path).unwrap());
+        let (_, t) = ltx::apply_verified(f, &mut out, checksum).unwrap();
+        checksum = t.post_apply_checksum;
+        txid = e.max_txid;
     }
+    assert_eq!(db.pos().txid, txid);
+    assert_eq!(db.pos().post_apply_checksum, checksum);
+    out.into_inner()
 }
 
 impl Drop for TestMount {
