@@ -420,17 +420,22 @@ fn import_and_export_round_trip_as_one_transaction() {
     assert_eq!(n.wait_exit().code(), Some(0), "{}", n.log());
 }
 
+/// Runs `sql` on `app.db` as the primary's exec command; litefs exits 0
+/// once it is done.
+fn write_once(n: &mut Node, sql: &str) {
+    n.config(Config::new(true));
+    let db = n.mnt().join("app.db");
+    n.spawn(&["sqlite3", db.to_str().unwrap(), sql]);
+    assert_eq!(n.wait_exit().code(), Some(0), "{}", n.log());
+}
+
 #[test]
 fn ltx_verify_rejects_corruption_and_dump_json_parses() {
     let mut n = node();
-    n.config(Config::new(true));
-    let db = n.mnt().join("app.db");
-    let script = format!(
-        "sqlite3 {} 'CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(5000)); INSERT INTO t VALUES (1);'",
-        db.display()
+    write_once(
+        &mut n,
+        "CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(5000)); INSERT INTO t VALUES (1);",
     );
-    n.spawn(&["sh", "-c", &script]);
-    assert_eq!(n.wait_exit().code(), Some(0), "{}", n.log());
     let files = n.ltx_files("app.db");
     let last = files.last().unwrap();
 
@@ -521,14 +526,7 @@ fn broken_config_names_the_field() {
 #[test]
 fn corrupt_ltx_file_fails_startup_naming_it() {
     let mut n = node();
-    n.config(Config::new(true));
-    let db = n.mnt().join("app.db");
-    let script = format!(
-        "sqlite3 {} 'CREATE TABLE t (x); INSERT INTO t VALUES (1);'",
-        db.display()
-    );
-    n.spawn(&["sh", "-c", &script]);
-    assert_eq!(n.wait_exit().code(), Some(0), "{}", n.log());
+    write_once(&mut n, "CREATE TABLE t (x); INSERT INTO t VALUES (1);");
     let last = n.ltx_files("app.db").pop().unwrap();
     let mut bytes = fs::read(&last).unwrap();
     let i = bytes.len() - 3;
