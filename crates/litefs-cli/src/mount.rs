@@ -77,6 +77,9 @@ pub async fn run(args: MountArgs) -> Result<i32> {
         info!(epoch, "primary lease acquired (static)");
     }
 
+    // The mount owns the lease; everything else watches this one value.
+    let (lease_tx, lease_watch) = tokio::sync::watch::channel(lease.state(store.epoch()));
+    let _ = &lease_watch;
     let mount = {
         let store = store.clone();
         let dir = config.fuse.dir.clone();
@@ -149,6 +152,7 @@ pub async fn run(args: MountArgs) -> Result<i32> {
         r.abort();
     }
 
+    drop(lease_tx);
     info!("unmounting");
     let unmounted = tokio::task::spawn_blocking(move || mount.unmount());
     if tokio::time::timeout(UNMOUNT_WAIT, unmounted).await.is_err() {

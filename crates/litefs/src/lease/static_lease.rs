@@ -18,12 +18,22 @@ impl StaticLease {
             primary: PrimaryInfo {
                 hostname: hostname.to_string(),
                 advertise_url: advertise_url.to_string(),
+                proxy_url: None,
             },
         }
     }
 
     pub fn is_primary(&self) -> bool {
         self.is_primary
+    }
+
+    /// The state this lease publishes: it never changes while the node runs.
+    pub fn state(&self, epoch: u64) -> super::LeaseState {
+        super::LeaseState {
+            is_primary: self.is_primary,
+            primary: self.primary().cloned(),
+            epoch,
+        }
     }
 
     /// The primary, when this node is not it.
