@@ -15,6 +15,7 @@ use crate::store::log_writer::LogWriter;
 use crate::store::ltxlog::LtxLog;
 use crate::store::pos::Pos;
 use crate::store::sqlite::WalHeader;
+use crate::store::undo::UndoLog;
 use crate::store::Shared;
 
 /// The four files SQLite keeps per database, as named in the data dir
@@ -85,6 +86,8 @@ pub(crate) struct DbState {
     /// checksum before it (None: the page did not exist).
     pub dirty: BTreeMap<u32, Option<u64>>,
     pub wal: WalTracker,
+    /// Pre-images of pages the open transaction overwrites unjournaled.
+    pub undo: UndoLog,
 }
 
 #[derive(Default)]
@@ -121,6 +124,7 @@ impl Db {
         rec: Recovered,
     ) -> Db {
         let log = LtxLog::new(dir.join("ltx"));
+        let undo = UndoLog::new(&dir);
         let mut wal = WalTracker::default();
         wal.reset();
         let writer = LogWriter::new(
@@ -146,6 +150,7 @@ impl Db {
                 journal_active: false,
                 dirty: BTreeMap::new(),
                 wal,
+                undo,
             }),
         }
     }

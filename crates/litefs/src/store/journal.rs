@@ -41,7 +41,7 @@ impl Db {
         if st.journal_active {
             let first = (offset / ps) as u32 + 1;
             for pgno in first..first + (data.len() as u64 / ps) as u32 {
-                self.mark_dirty(st, pgno)?;
+                self.mark_dirty(st, pgno, true)?;
             }
         } else if !self.in_wal_mode(st)? {
             return Err(StoreError::Unjournaled {
@@ -74,7 +74,7 @@ impl Db {
             let new = (size / ps) as u32;
             // Shrinking loses the old pages: checksum them while they exist.
             for pgno in (new + 1..=cur).chain(cur + 1..=new) {
-                self.mark_dirty(st, pgno)?;
+                self.mark_dirty(st, pgno, true)?;
             }
         } else if !self.in_wal_mode(st)? {
             return Err(StoreError::Unjournaled {
@@ -84,7 +84,10 @@ impl Db {
         st.set_len_raw(self.dir(), FileKind::Database, size)
     }
 
-    fn mark_dirty(&self, st: &mut DbState, pgno: u32) -> Result<()> {
+    /// Records page `pgno`'s checksum before the transaction changes it;
+    /// with `overwrite` the page is about to change in the file, and its
+    /// bytes are saved first when SQLite did not journal them (`undo.rs`).
+    fn mark_dirty(&self, st: &mut DbState, pgno: u32, overwrite: bool) -> Result<()> {
         if st.dirty.contains_key(&pgno) {
             return Ok(());
         }
@@ -94,8 +97,17 @@ impl Db {
         let old = if pgno > st.commit {
             None
         } else {
-            st.read_db_page(self.dir(), pgno)?
-                .map(|p| page_checksum(pgno, &p))
+            match st.read_db_page(self.dir(), pgno)? {
+                Some(page) => {
+                    if overwrite {
+                        let base = (st.pos.txid, st.checksum.value());
+                        st.undo
+                            .before_overwrite(pgno, &page, base, !self.shared.no_fsync)?;
+                    }
+                    Some(page_checksum(pgno, &page))
+                }
+                None => None,
+            }
         };
         st.dirty.insert(pgno, old);
         Ok(())
@@ -122,6 +134,9 @@ impl Db {
     pub(crate) fn write_journal(&self, st: &mut DbState, offset: u64, data: &[u8]) -> Result<()> {
         if offset == 0 && data.len() >= JOURNAL_MAGIC.len() {
             if data[..JOURNAL_MAGIC.len()] == JOURNAL_MAGIC {
+                if !st.journal_active {
+                    st.undo.begin(&self.path(FileKind::Journal));
+                }
                 st.journal_active = true;
             } else if st.journal_active && data.iter().take(28).all(|&b| b == 0) {
                 self.commit_journal(st)?;
@@ -171,7 +186,7 @@ impl Db {
         // Pages past the new image leave it, written or not; SQLite trims
         // the file only after the journal is gone.
         for pgno in commit + 1..=st.commit {
-            self.mark_dirty(st, pgno)?;
+            self.mark_dirty(st, pgno, false)?;
         }
         let lock = if ps == 0 {
             0
@@ -200,6 +215,7 @@ impl Db {
             }
         }
         st.journal_active = false;
-        self.commit_tx(st, pages, commit, checksum)
+        self.commit_tx(st, pages, commit, checksum)?;
+        st.undo.reset()
     }
 }

@@ -26,6 +26,7 @@ mod log_writer;
 mod rebuild;
 mod recovery;
 mod snapshot;
+mod undo;
 mod verify;
 mod wal;
 pub(crate) mod walscan;

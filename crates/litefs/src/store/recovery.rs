@@ -79,6 +79,7 @@ pub(crate) fn recover(
             "removed unfinished LTX files left by a crash"
         );
     }
+    resume_sqlite_recovery(name, dir)?;
     let db_path = dir.join(FileKind::Database.data_file_name());
     if !db_path.exists() {
         File::create(&db_path).at(&db_path)?;
@@ -124,6 +125,7 @@ pub(crate) fn recover(
         // Empty or non-hot leftovers carry nothing.
         remove_if_exists(&dir.join(k.data_file_name()))?;
     }
+    let undone = restore_unjournaled_pages(name, dir, &db_path)?;
 
     // A replica crashed while applying the newest LTX file: applying it
     // again over the partly written database gives its exact result.
@@ -168,7 +170,7 @@ pub(crate) fn recover(
     if let (Some((_, h, t)), Some(hint), false, false) = (
         &last,
         hint,
-        leftovers || interrupted_apply || rebuilt.count > 0,
+        leftovers || interrupted_apply || undone || rebuilt.count > 0,
         opts.strict_verify,
     ) {
         let fits = hint.clean
@@ -229,10 +231,20 @@ pub(crate) fn recover(
                 to = h.max_txid,
                 "rolling forward transactions logged before the crash"
             );
-            for e in log.list()?.iter().filter(|e| e.max_txid >= from) {
+            let files: Vec<LtxEntry> = log
+                .list()?
+                .into_iter()
+                .filter(|e| e.max_txid >= from)
+                .collect();
+            // A crash part-way leaves a database no file starts from: the
+            // marker makes the next start apply the same files again (over
+            // a partly applied state that gives exactly their result).
+            write_marker(dir, &files, opts.sync)?;
+            for e in &files {
                 let (fh, _) = log.read_file(e)?;
                 apply_file(&e.path, &db_path, &fh)?;
             }
+            remove_if_exists(&dir.join(crate::store::apply::APPLYING_MARKER))?;
             let after = full_checksum(&db_path, h.page_size)?;
             if after != t.post_apply_checksum {
                 return Err(corrupt(format!(
@@ -411,6 +423,96 @@ fn write_snapshot(
     out.sync_all().at(&tmp)?;
     fs::rename(&tmp, &path).at(&path)?;
     sync_dir(log.dir())
+}
+
+/// Names the files about to be applied in the `applying` marker, durably.
+fn write_marker(dir: &Path, files: &[LtxEntry], sync: bool) -> Result<()> {
+    let marker = dir.join(crate::store::apply::APPLYING_MARKER);
+    let body: String = files
+        .iter()
+        .filter_map(|e| e.path.file_name()?.to_str().map(|n| format!("{n}\n")))
+        .collect();
+    let tmp = marker.with_extension("tmp");
+    fs::write(&tmp, body).at(&tmp)?;
+    if sync {
+        File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
+    }
+    fs::rename(&tmp, &marker).at(&marker)?;
+    if sync {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// A start killed while SQLite was recovering (`sqlite_recover`) left the
+/// journal or WAL under SQLite's names: give them back their data-dir
+/// names so this start runs the same recovery again from the beginning.
+/// SQLite's hot-journal rollback and WAL checkpoint are both idempotent,
+/// and the WAL is only truncated once its checkpoint is complete.
+fn resume_sqlite_recovery(name: &str, dir: &Path) -> Result<()> {
+    let mut moved = false;
+    for k in [FileKind::Journal, FileKind::Wal] {
+        let ours = dir.join(k.data_file_name());
+        let sqlites = dir.join(format!("database{}", k.mount_suffix()));
+        if !sqlites.exists() {
+            continue;
+        }
+        if ours.exists() {
+            return Err(StoreError::Corrupt {
+                db: name.to_string(),
+                reason: format!(
+                    "both {} and {} exist; litefs never leaves both, so one was placed here by hand. \
+                     Remove the one that does not belong and start again",
+                    ours.display(),
+                    sqlites.display()
+                ),
+            });
+        }
+        fs::rename(&sqlites, &ours).at(&ours)?;
+        moved = true;
+    }
+    remove_if_exists(&dir.join("database-shm"))?;
+    if moved {
+        sync_dir(dir)?;
+        tracing::info!(db = name, "resuming a recovery interrupted by a crash");
+    }
+    Ok(())
+}
+
+/// Writes back the pages a crashed rollback-journal transaction overwrote
+/// without journaling them (`undo.rs`), when that yields exactly the state
+/// the transaction started from. Returns whether the database changed.
+fn restore_unjournaled_pages(name: &str, dir: &Path, db_path: &Path) -> Result<bool> {
+    let undo_path = dir.join(crate::store::undo::UNDO_FILE);
+    let Some(undo) = crate::store::undo::UndoFile::read(dir)? else {
+        remove_if_exists(&undo_path)?;
+        return Ok(false);
+    };
+    let mut applied = false;
+    if !undo.pages.is_empty() {
+        let page_size = read_page_size(db_path)?;
+        let now = full_checksum(db_path, page_size)?;
+        let db = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(db_path)
+            .at(db_path)?;
+        let after = undo.checksum_after(&db, now, db_path)?;
+        if after == Some(undo.base_checksum) && now != undo.base_checksum {
+            undo.apply(&db, db_path)?;
+            tracing::info!(
+                db = name,
+                pages = undo.pages.len(),
+                txid = undo.base_txid,
+                "restored pages SQLite's rollback leaves changed (reused free-list pages)"
+            );
+            applied = true;
+        }
+    }
+    // Applied, already in place, or stale (its transaction committed):
+    // either way it has nothing more to give.
+    remove_if_exists(&undo_path)?;
+    Ok(applied)
 }
 
 /// Lets SQLite apply its own recovery (hot journal rollback, WAL replay and
