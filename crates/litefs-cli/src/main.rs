@@ -5,6 +5,7 @@ mod exec;
 mod logging;
 mod ltx_cmd;
 mod mount;
+mod recover;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +44,8 @@ enum Cmd {
     Import(TransferArgs),
     /// Export a database from the running mount into a SQLite file.
     Export(TransferArgs),
+    /// Repair a database whose file and LTX log disagree (litefs stopped).
+    Recover(recover::RecoverArgs),
     /// Inspect LTX files.
     Ltx {
         #[command(subcommand)]
@@ -142,6 +145,10 @@ fn run(cli: Cli) -> Result<i32> {
                 no_expand_env,
                 cmd,
             }))
+        }
+        Cmd::Recover(a) => {
+            logging::init_default();
+            recover::run(a)
         }
         Cmd::Import(a) => {
             logging::init_default();

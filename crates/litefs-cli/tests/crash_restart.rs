@@ -284,3 +284,123 @@ fn recoveries(n: &Node) -> usize {
         .matches("recovering journal/WAL left by an unclean shutdown")
         .count()
 }
+
+fn litefs(args: &[&str]) -> std::process::Output {
+    Command::new(common::LITEFS).args(args).output().unwrap()
+}
+
+fn recover(n: &Node, how: &[&str]) -> std::process::Output {
+    let data = n.data();
+    let mut args = vec![
+        "recover",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--name",
+        DB,
+    ];
+    args.extend_from_slice(how);
+    litefs(&args)
+}
+
+/// Starts the node expecting startup to fail; returns its log.
+fn start_fails(n: &mut Node) -> String {
+    n.spawn(&[]);
+    let st = n.wait_exit();
+    assert!(!st.success(), "litefs started on a mismatched database");
+    n.log()
+}
+
+#[test]
+fn a_real_mismatch_names_the_safe_way_out_and_recover_takes_it() {
+    let mut n = Node::new(WAIT);
+    // After a clean stop the full checksum runs in the background; strict
+    // verification makes startup itself find the change.
+    n.config(Config::new(true).extra("strict-verify: true\n"));
+    n.start();
+    let out = sqlite3(
+        &n.db(DB),
+        "CREATE TABLE t(x); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<500)
+           INSERT INTO t SELECT printf('row %d', i) FROM c; UPDATE t SET x = x || '!' WHERE rowid % 3 = 0;",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pos = n.pos(DB).unwrap();
+    // While the node runs, recover refuses to touch its data dir.
+    let busy = recover(&n, &["--from-log"]);
+    assert!(!busy.status.success());
+    assert!(
+        text(&busy.stderr).contains("in use by another litefs process"),
+        "{}",
+        text(&busy.stderr)
+    );
+    n.signal(Signal::SIGTERM);
+    assert!(n.wait_exit().success());
+    let database = db_dir(&n).join("database");
+    let good_copy = n.file("good-copy.db");
+    fs::copy(&database, &good_copy).unwrap();
+
+    // A torn page: integrity_check fails, so the log must not restart from
+    // the file; the log starts with a snapshot, so it can rebuild it.
+    let mut bytes = fs::read(&database).unwrap();
+    let ps = 4096;
+    bytes[ps..ps + 12].fill(0xAB);
+    fs::write(&database, &bytes).unwrap();
+    let log = start_fails(&mut n);
+    assert!(log.contains("FAILS PRAGMA integrity_check"), "{log}");
+    assert!(
+        log.contains("--from-log") && !log.contains("--keep-file"),
+        "{log}"
+    );
+    let keep = recover(&n, &["--keep-file"]);
+    assert!(
+        !keep.status.success(),
+        "restarted the log from a corrupt file"
+    );
+    assert!(
+        text(&keep.stderr).contains("integrity_check"),
+        "{}",
+        text(&keep.stderr)
+    );
+    let rebuilt = recover(&n, &["--from-log"]);
+    assert!(rebuilt.status.success(), "{}", text(&rebuilt.stderr));
+    n.start();
+    assert_eq!(
+        n.pos(DB).as_deref(),
+        Some(pos.as_str()),
+        "rebuilt to another position"
+    );
+    let rows = sqlite3(&n.db(DB), "SELECT count(*) FROM t WHERE x LIKE '%!';");
+    assert_eq!(text(&rows.stdout).trim(), "166");
+    n.signal(Signal::SIGTERM);
+    assert!(n.wait_exit().success());
+    assert!(fs::read_dir(db_dir(&n)).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("replaced-")));
+
+    // A sound database changed behind litefs's back: it may be kept, and
+    // the log restarts from it above every TXID it had.
+    let out = sqlite3(&database, "UPDATE t SET x = 'outside' WHERE rowid = 1;");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = start_fails(&mut n);
+    assert!(
+        log.contains("passes PRAGMA integrity_check") && log.contains("--keep-file"),
+        "{log}"
+    );
+    let kept = recover(&n, &["--keep-file"]);
+    assert!(kept.status.success(), "{}", text(&kept.stderr));
+    n.start();
+    let txid = |p: &str| u64::from_str_radix(p.split('/').next().unwrap(), 16).unwrap();
+    assert!(txid(&n.pos(DB).unwrap()) > txid(&pos));
+    let one = sqlite3(&n.db(DB), "SELECT x FROM t WHERE rowid = 1;");
+    assert_eq!(text(&one.stdout).trim(), "outside");
+    assert_recovered(&mut n, "log restarted from the kept file", None);
+
+    // A copy from elsewhere (here: the one taken before) replaces it.
+    let from = recover(&n, &["--from-file", good_copy.to_str().unwrap()]);
+    assert!(from.status.success(), "{}", text(&from.stderr));
+    n.start();
+    let one = sqlite3(&n.db(DB), "SELECT x FROM t WHERE rowid = 1;");
+    assert_eq!(text(&one.stdout).trim(), "row 1");
+    assert_recovered(&mut n, "log restarted from a copy", None);
+}

@@ -26,7 +26,11 @@ impl Node {
     }
 
     fn sql(&self, db: &str, sql: &str) -> String {
+        // A replica holds SQLite's lock while it applies a transaction, and
+        // may publish the position a moment before it lets go: wait for
+        // the lock as any real client (busy_timeout) does.
         let out = Command::new("sqlite3")
+            .args(["-cmd", ".timeout 5000"])
             .arg(self.db(db))
             .arg(sql)
             .output()

@@ -127,7 +127,10 @@ fn errno(e: &StoreError) -> c_int {
         | StoreError::Unjournaled { .. }
         | StoreError::InvalidName(_) => EINVAL,
         StoreError::Io { source, .. } => source.raw_os_error().unwrap_or(EIO),
-        StoreError::Ltx { .. } | StoreError::Corrupt { .. } | StoreError::Capture { .. } => EIO,
+        StoreError::Ltx { .. }
+        | StoreError::Corrupt { .. }
+        | StoreError::Capture { .. }
+        | StoreError::InUse { .. } => EIO,
     }
 }
 

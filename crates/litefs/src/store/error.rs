@@ -24,6 +24,9 @@ pub enum StoreError {
     #[error("database {db}: a database write outside of a journaled transaction (journal_mode OFF and MEMORY are not supported)")]
     Unjournaled { db: String },
 
+    #[error("data directory {} is in use by another litefs process (it holds the lock on {}); stop it first", dir.display(), lock.display())]
+    InUse { dir: PathBuf, lock: PathBuf },
+
     #[error("invalid database name {0:?}")]
     InvalidName(String),
 

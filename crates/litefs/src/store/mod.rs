@@ -15,10 +15,12 @@ pub mod error;
 pub mod events;
 pub mod ltxlog;
 pub mod pos;
+pub mod repair;
 pub mod sqlite;
 
 mod apply;
 mod commit;
+mod dir_lock;
 mod diverged;
 mod epoch;
 mod journal;
@@ -38,6 +40,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 pub use db::{Db, FileKind};
+pub use dir_lock::DataDirLock;
 pub use diverged::PositionAt;
 pub use error::{Result, StoreError};
 pub use events::Event;
@@ -142,6 +145,8 @@ impl Shared {
 }
 
 pub struct Store {
+    /// Held until [`Store::close`].
+    lock: Mutex<Option<DataDirLock>>,
     opts: StoreOptions,
     shared: Arc<Shared>,
     dbs: RwLock<Vec<Arc<Db>>>,
@@ -153,6 +158,7 @@ impl Store {
     pub fn open(opts: StoreOptions) -> Result<Store> {
         let dbs_dir = opts.data_dir.join("dbs");
         fs::create_dir_all(&dbs_dir).at(&dbs_dir)?;
+        let lock = DataDirLock::acquire(&opts.data_dir)?;
         let node_id = load_node_id(&opts.data_dir)?;
         let shared = Arc::new(Shared {
             node_id,
@@ -177,6 +183,7 @@ impl Store {
         shared.epoch.store(e.epoch, Ordering::SeqCst);
         shared.own_term.store(e.own, Ordering::SeqCst);
         let store = Store {
+            lock: Mutex::new(Some(lock)),
             opts,
             shared,
             dbs: RwLock::new(Vec::new()),
@@ -525,6 +532,8 @@ impl Store {
                 !self.opts.no_fsync,
             )?;
         }
+        // Positions are recorded: another process may have the directory.
+        self.lock.lock().expect("data dir lock").take();
         Ok(())
     }
 }

@@ -210,7 +210,11 @@ pub(crate) fn recover(
             // file): start the log with a snapshot, keeping TXIDs rising.
             let txid = hint.map(|h| h.pos.txid).unwrap_or(0).max(1);
             write_snapshot(&db_path, log, page_size, txid, opts)?;
-            tracing::warn!(db = name, txid, "database had no LTX files; wrote a snapshot to start the log");
+            tracing::warn!(
+                db = name,
+                txid,
+                "database had no LTX files; wrote a snapshot to start the log"
+            );
             Recovered {
                 pos: Pos::new(txid, checksum),
                 commit: (db_len / page_size as u64) as u32,
@@ -219,10 +223,10 @@ pub(crate) fn recover(
             }
         }
         (Some((_, h, t)), _) if checksum == t.post_apply_checksum => Recovered {
-                pos: Pos::new(h.max_txid, t.post_apply_checksum),
-                commit: h.commit,
-                page_size: h.page_size,
-                checksum: ltx::DbChecksum::from_value(checksum),
+            pos: Pos::new(h.max_txid, t.post_apply_checksum),
+            commit: h.commit,
+            page_size: h.page_size,
+            checksum: ltx::DbChecksum::from_value(checksum),
         },
         (Some((entry, h, t)), Some(from)) => {
             tracing::info!(
@@ -274,20 +278,64 @@ pub(crate) fn recover(
             }
         }
         (Some((entry, h, t)), None) => {
-            return Err(corrupt(format!(
-                "database checksum {checksum:016x} matches neither TXID {} ({:016x}, from {}) nor a state the log \
-                 can roll forward from; \
-                 the database file was changed outside litefs. To keep the database file as it is and restart the \
-                 log from it, move {} aside and start again",
-                h.max_txid,
-                t.post_apply_checksum,
-                entry.path.display(),
-                log.dir().display()
-            )))
+            return Err(corrupt(mismatch_advice(
+                name, &db_path, log, checksum, entry, h, t,
+            )?))
         }
     };
     PosHint::write(&hint_path, rec.pos, false, opts.sync)?;
     Ok(rec)
+}
+
+/// The error for a database that matches no state of its log: what was
+/// found, whether the file is a sound database, and the safe way out.
+fn mismatch_advice(
+    name: &str,
+    db_path: &Path,
+    log: &LtxLog,
+    checksum: u64,
+    entry: &LtxEntry,
+    h: &ltx::Header,
+    t: &ltx::Trailer,
+) -> Result<String> {
+    let mut msg = format!(
+        "database checksum {checksum:016x} matches neither TXID {} ({:016x}, from {}) nor a state the log \
+         can roll forward from, so something other than litefs changed {}. ",
+        h.max_txid,
+        t.post_apply_checksum,
+        entry.path.display(),
+        db_path.display()
+    );
+    let replayable = crate::store::repair::replayable_log(log)?.is_some();
+    let integrity = crate::store::repair::integrity_problem(db_path);
+    match &integrity {
+        None => msg += "The file passes PRAGMA integrity_check: it is a sound database, just not the one the log describes. ",
+        Some(p) => {
+            msg += &format!(
+                "The file FAILS PRAGMA integrity_check ({p}): do not restart the log from it. "
+            )
+        }
+    }
+    msg += "With litefs stopped, choose one: ";
+    if replayable {
+        msg += &format!(
+            "`litefs recover --name {name} --from-log` rebuilds the database from its log (the log starts \
+             with a snapshot; nothing is lost); "
+        );
+    }
+    msg += &format!(
+        "copy the database from a replica or the primary (`litefs export --name {name} FILE` on that node) \
+         and run `litefs recover --name {name} --from-file FILE`, which checks it and restarts the log from it"
+    );
+    if integrity.is_none() {
+        msg += &format!(
+            "; or keep this file and restart the log from it with `litefs recover --name {name} --keep-file` \
+             (changes after this file's state are lost; replicas resync from a snapshot)"
+        );
+    }
+    msg +=
+        ". Whatever is replaced is moved into a replaced-<time> folder beside it, never deleted.";
+    Ok(msg)
 }
 
 /// The first TXID to apply again when the database (checksum `db`) is
@@ -328,15 +376,29 @@ fn read_header(path: &Path) -> Result<ltx::Header> {
 
 fn verify_ltx(name: &str, entry: &LtxEntry) -> Result<(LtxEntry, ltx::Header, ltx::Trailer)> {
     let f = File::open(&entry.path).at(&entry.path)?;
-    let (h, t) = ltx::verify(BufReader::new(f)).map_err(|e| StoreError::Corrupt {
-        db: name.to_string(),
-        reason: format!(
-            "LTX file {} is invalid: {e}. To keep the database file as it is and restart the log from it, \
-             move the directory {} aside and start again: litefs then writes a snapshot of the database at \
-             the last known TXID, and replicas resync from it",
-            entry.path.display(),
-            entry.path.parent().unwrap_or(&entry.path).display()
-        ),
+    let (h, t) = ltx::verify(BufReader::new(f)).map_err(|e| {
+        let ltx_dir = entry.path.parent().unwrap_or(&entry.path);
+        let db_path = ltx_dir
+            .parent()
+            .unwrap_or(ltx_dir)
+            .join(FileKind::Database.data_file_name());
+        let way_out = match crate::store::repair::integrity_problem(&db_path) {
+            None => format!(
+                "The database file passes PRAGMA integrity_check: with litefs stopped, restart the log from it \
+                 with `litefs recover --name {name} --keep-file` (or move the directory {} aside and start again): \
+                 litefs then writes a snapshot of the database at a new TXID, and replicas resync from it",
+                ltx_dir.display()
+            ),
+            Some(p) => format!(
+                "The database file FAILS PRAGMA integrity_check ({p}), so the log must not restart from it: \
+                 copy the database from a replica or the primary (`litefs export --name {name} FILE` there) and \
+                 run `litefs recover --name {name} --from-file FILE` with litefs stopped"
+            ),
+        };
+        StoreError::Corrupt {
+            db: name.to_string(),
+            reason: format!("LTX file {} is invalid: {e}. {way_out}", entry.path.display()),
+        }
     })?;
     Ok((entry.clone(), h, t))
 }
