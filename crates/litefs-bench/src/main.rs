@@ -201,6 +201,24 @@ fn run_mode(
         fsyncs: Some(fsyncs),
     };
 
+    // Churn: each transaction frees pages (it deletes the row the one
+    // before inserted) and the next reuses them from the free list, which
+    // SQLite writes without journaling them: in the rollback modes the
+    // mount saves them first (litefs/src/store/undo.rs). Same count as the
+    // writes, alternating halves.
+    let (mut t_plain, mut t_mount) = (Duration::ZERO, Duration::ZERO);
+    for n in halves {
+        t_plain += timed(|| churn(&plain_conn, n))?;
+        t_mount += timed(|| churn(&mount_conn, n))?;
+    }
+    let churn_row = Row {
+        mode: mode.to_uppercase(),
+        op: "churn",
+        plain: rate(args.writes, t_plain),
+        litefs: rate(args.writes, t_mount),
+        fsyncs: None,
+    };
+
     // Reads: ids 1..=rows exist on both sides.
     let secs = args.read_secs / 2.0;
     let (mut n_plain, mut n_mount) = (0, 0);
@@ -220,7 +238,7 @@ fn run_mode(
         litefs: rate(n_mount, t_mount),
         fsyncs: None,
     };
-    Ok(vec![write_row, read_row])
+    Ok(vec![write_row, churn_row, read_row])
 }
 
 fn journal_mode_pragma(mode: &str) -> Result<&'static str> {
@@ -268,6 +286,21 @@ fn insert_many(conn: &Connection, n: u64) -> Result<()> {
     let mut ins = conn.prepare_cached("INSERT INTO t(v) VALUES (?1)")?;
     for i in 0..n {
         ins.execute([value(i)])?;
+    }
+    Ok(())
+}
+
+/// `n` transactions that each insert an 8 KB row (two overflow pages) and
+/// delete the one inserted before it.
+fn churn(conn: &Connection, n: u64) -> Result<()> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS churn(id INTEGER PRIMARY KEY, v BLOB)")?;
+    let mut ins = conn.prepare_cached("INSERT INTO churn(v) VALUES (zeroblob(8000))")?;
+    let mut del = conn.prepare_cached("DELETE FROM churn WHERE id < ?1")?;
+    for _ in 0..n {
+        conn.execute_batch("BEGIN")?;
+        ins.execute([])?;
+        del.execute([conn.last_insert_rowid()])?;
+        conn.execute_batch("COMMIT")?;
     }
     Ok(())
 }

@@ -25,18 +25,16 @@ impl TestMount {
             .try_init();
         let data = tempfile::tempdir().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let mut t = TestMount {
+        let store = Arc::new(open_store(data.path()));
+        store.set_primary(primary);
+        let mount =
+            litefs_fuse::mount(store.clone(), dir.path(), &MountOptions::default()).unwrap();
+        TestMount {
             data,
             dir,
-            store: Arc::new(open_store(Path::new("/nonexistent"))),
-            mount: None,
-        };
-        t.store = Arc::new(open_store(t.data.path()));
-        t.store.set_primary(primary);
-        t.mount = Some(
-            litefs_fuse::mount(t.store.clone(), t.dir.path(), &MountOptions::default()).unwrap(),
-        );
-        t
+            store,
+            mount: Some(mount),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

@@ -266,14 +266,25 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Writes `body` to `path` atomically without fsync: for files that are
-/// hints (the position cache), never the source of truth.
-pub(crate) fn write_hint(path: &Path, body: &[u8]) -> Result<()> {
+/// Writes `body` to `path` atomically (a temp file renamed over it), and
+/// with `sync` durably. A crash leaves `<path>.tmp`, which startup removes.
+pub(crate) fn write_hint(path: &Path, body: &[u8], sync: bool) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).at(&tmp)?;
     f.write_all(body).at(&tmp)?;
+    // Durable before the rename: after a power cut the name then holds the
+    // old content or the new, never an empty file.
+    if sync {
+        f.sync_all().at(&tmp)?;
+    }
     drop(f);
-    fs::rename(&tmp, path).at(path)
+    fs::rename(&tmp, path).at(path)?;
+    if sync {
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+    }
+    Ok(())
 }
 
 impl LtxLog {

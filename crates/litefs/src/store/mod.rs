@@ -159,6 +159,13 @@ impl Store {
         let dbs_dir = opts.data_dir.join("dbs");
         fs::create_dir_all(&dbs_dir).at(&dbs_dir)?;
         let lock = DataDirLock::acquire(&opts.data_dir)?;
+        for tmp in ["id.tmp", "epoch.tmp"] {
+            // Left by a crash inside `write_hint`; the original is intact.
+            let path = opts.data_dir.join(tmp);
+            if path.exists() {
+                fs::remove_file(&path).at(&path)?;
+            }
+        }
         let node_id = load_node_id(&opts.data_dir)?;
         let shared = Arc::new(Shared {
             node_id,
@@ -580,7 +587,9 @@ fn load_node_id(data_dir: &Path) -> Result<u64> {
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = random_u64() | 1;
-            fs::write(&path, format!("{id:016X}\n")).at(&path)?;
+            // A torn ID file would keep the node from starting: write it
+            // whole or not at all.
+            ltxlog::write_hint(&path, format!("{id:016X}\n").as_bytes(), true)?;
             Ok(id)
         }
         Err(e) => Err(e).at(path),

@@ -1,12 +1,44 @@
 //! Startup: bring a database directory to a known position before anything
-//! reads it. Removes torn temp files, verifies the newest LTX file, logs
-//! committed WAL transactions the log lacks (`rebuild.rs`: in WAL mode the
-//! file follows SQLite's commit), lets SQLite itself roll back a hot
-//! journal or checkpoint a leftover WAL, then reconciles the database with
-//! the log: equal to the last transaction, rolled forward when the log is
-//! ahead (a crash between the LTX file and SQLite's commit point, or a power
-//! loss that took WAL frames SQLite had not synced), and an error naming
-//! both checksums otherwise.
+//! reads it, whatever moment a crash (or a power cut) interrupted, including
+//! an earlier run of this recovery. Each step below either changes nothing
+//! until its last rename, or can be repeated over its own partial result;
+//! the line after each says what the next start does if killed inside it.
+//!
+//! 1. Remove `pos.tmp`, `applying.tmp`, `database.*.tmp` (small files
+//!    written as temp + rename; the originals are intact) and unfinished
+//!    `ltx/*.tmp` (complete ones that chain on are promoted, see `ltxlog`).
+//!    -> the same removals again.
+//! 2. Give `database-journal` / `database-wal`, left by a start killed
+//!    inside step 5, their data-dir names back; remove `database-shm`;
+//!    create an empty `database` if there is none. -> the renames are done
+//!    or not; step 5 runs again from the start.
+//! 3. Verify the newest LTX file (read only). -> nothing to redo.
+//! 4. Log committed WAL transactions the log lacks (`rebuild.rs`: temp file,
+//!    fsync, rename). -> temps removed by step 1; files already renamed are
+//!    in the log and not rebuilt twice.
+//! 5. Hot journal or WAL: rename to SQLite's names, let SQLite roll back /
+//!    checkpoint, remove its files, fsync the database. -> step 2 renames
+//!    back; SQLite's rollback and checkpoint are idempotent and it removes
+//!    its journal / truncates its WAL only once done.
+//! 6. Remove empty or non-hot `journal`, `wal`, `shm`. -> same.
+//! 7. Write back the pre-images in `undo` (pages SQLite overwrote without
+//!    journaling them, `undo.rs`) when that gives exactly the checksum the
+//!    transaction started from; fsync; remove `undo`. -> applying again is a
+//!    no-op (the pages already match), then the file is removed.
+//! 8. Finish an apply named by the `applying` marker (a replica's batch, or
+//!    step 10's roll-forward): apply the files again, fsync, remove the
+//!    marker. -> the marker is still there: the same files applied again
+//!    over a partly applied state give exactly their result.
+//! 9. Fast path after a clean shutdown: rewrite the `pos` hint without its
+//!    clean mark (temp + fsync + rename). -> the hint is old or new, both
+//!    valid; without the mark the next start checksums in full.
+//! 10. Full checksum, then: equal to the log -> done; behind the log (a
+//!     crash between the LTX file and SQLite's commit point, or a power loss
+//!     that took WAL frames SQLite had not synced) -> write the `applying`
+//!     marker (fsynced), roll forward, remove it (-> step 8); no log -> write
+//!     a snapshot (temp, fsync, rename; -> step 1); anything else is a real
+//!     mismatch: an error that runs integrity_check and names the safe way
+//!     out (`litefs recover`, `repair.rs`), changing nothing.
 //!
 //! The full database checksum is skipped when the previous shutdown was
 //! clean and nothing was left behind (see `PosHint`).
@@ -45,11 +77,7 @@ impl PosHint {
 
     pub fn write(path: &Path, pos: Pos, clean: bool, sync: bool) -> Result<()> {
         let body = format!("{pos}\n{}", if clean { "clean\n" } else { "" });
-        crate::store::ltxlog::write_hint(path, body.as_bytes())?;
-        if sync {
-            File::open(path).and_then(|f| f.sync_all()).at(path)?;
-        }
-        Ok(())
+        crate::store::ltxlog::write_hint(path, body.as_bytes(), sync)
     }
 }
 
@@ -78,6 +106,16 @@ pub(crate) fn recover(
             removed,
             "removed unfinished LTX files left by a crash"
         );
+    }
+    // Half-written small files of an earlier run (hint, marker, a
+    // `litefs recover` cut short): the originals are intact beside them.
+    for tmp in [
+        "pos.tmp",
+        "applying.tmp",
+        "database.rebuild.tmp",
+        "database.restart.tmp",
+    ] {
+        remove_if_exists(&dir.join(tmp))?;
     }
     resume_sqlite_recovery(name, dir)?;
     let db_path = dir.join(FileKind::Database.data_file_name());
