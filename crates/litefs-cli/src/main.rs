@@ -2,6 +2,7 @@
 //! well as `--config PATH`.
 
 mod exec;
+mod identity;
 mod logging;
 mod ltx_cmd;
 mod mount;
