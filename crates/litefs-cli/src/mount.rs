@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use litefs::config::{Config, ExecEntry, LeaseType};
+use litefs::config::{Config, ExecEntry, Expansion, LeaseType};
 use litefs::lease::StaticLease;
 use litefs::store::{Store, StoreOptions};
 use tracing::{debug, error, info, warn};
@@ -22,16 +22,29 @@ const UNMOUNT_WAIT: Duration = Duration::from_secs(5);
 
 pub struct MountArgs {
     pub config: Option<PathBuf>,
-    pub no_expand_env: bool,
+    pub expansion: Expansion,
     pub cmd: Vec<String>,
 }
 
 pub async fn run(args: MountArgs) -> Result<i32> {
     // Before anything slow: a TERM during startup must reach our handler.
     let mut signals = Signals::install().context("installing signal handlers")?;
-    let (config, path) = Config::load(args.config.as_deref(), !args.no_expand_env)?;
+    let loaded = Config::load(args.config.as_deref(), args.expansion)?;
+    let (config, path) = (loaded.config, loaded.path);
     logging::init(&config.log);
     info!(path = %path.display(), "config file read");
+    for u in &loaded.undefined {
+        warn!(file = %path.display(), line = u.line, var = %u.name,
+            "variable is not set; expanded to an empty string (-strict-env makes this an error)");
+    }
+    info!(
+        config = %path.display(),
+        fuse_dir = %config.fuse.dir.display(),
+        data_dir = %config.data.dir.display(),
+        http_addr = %config.http.addr,
+        lease = %describe_lease(&config),
+        "starting"
+    );
     let exec_entries = if args.cmd.is_empty() {
         config.exec.clone()
     } else {
@@ -229,6 +242,20 @@ async fn wait_fatal(store: Arc<Store>) -> String {
             return reason;
         }
     }
+}
+
+/// The lease as the startup log shows it: type, role and the primary.
+fn describe_lease(config: &Config) -> String {
+    let l = &config.lease;
+    let kind = l.kind.map_or("none", |k| k.as_str());
+    let mut s = format!("{kind}, candidate: {}", l.candidate);
+    if !l.hostname.is_empty() {
+        s += &format!(", hostname: {}", l.hostname);
+    }
+    if !l.advertise_url.is_empty() {
+        s += &format!(", advertise-url: {}", l.advertise_url);
+    }
+    s
 }
 
 fn os_hostname() -> String {

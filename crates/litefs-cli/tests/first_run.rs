@@ -101,3 +101,108 @@ fn litefs_dir_and_hostname_already_set_are_kept() {
         "/elsewhere|preset\n"
     );
 }
+
+fn mount_once(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(LITEFS)
+        .arg("mount")
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text)
+}
+
+#[test]
+fn startup_log_names_the_file_dirs_address_and_lease_and_warns_of_unset_variables() {
+    let n = Node::on_host(1, WAIT);
+    let cfg = n.file("litefs.yml");
+    fs::write(
+        &cfg,
+        format!(
+            "fuse: {{ dir: \"{}\" }}\ndata: {{ dir: \"{}\" }}\nhttp: {{ addr: \"{}\" }}\n\
+             lease: {{ type: static, candidate: true,\n  hostname: \"n${{LITEFS_RS_FIRST_RUN_UNSET}}\" }}\n",
+            n.mnt().display(),
+            n.data().display(),
+            n.addr()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let (code, log) = mount_once(&["-config", cfg, "--", "true"]);
+    detach(&n.mnt());
+    assert_eq!(code, Some(0), "{log}");
+    let start = log.lines().find(|l| l.contains("starting")).expect(&log);
+    for want in [
+        cfg.to_string(),
+        format!("fuse_dir={}", n.mnt().display()),
+        format!("data_dir={}", n.data().display()),
+        format!("http_addr={}", n.addr()),
+        "static, candidate: true, hostname: n".to_string(),
+    ] {
+        assert!(start.contains(&want), "{want} missing from {start}");
+    }
+    let warn = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("LITEFS_RS_FIRST_RUN_UNSET"))
+        .expect(&log);
+    assert!(warn.contains("line=5"), "{warn}");
+
+    // -strict-env refuses the file instead, naming the variable and line.
+    let (code, out) = mount_once(&["-strict-env", "-config", cfg, "--", "true"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("line 5: ${LITEFS_RS_FIRST_RUN_UNSET} is not set"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("starting"),
+        "strict-env started anyway: {out}"
+    );
+}
+
+#[test]
+fn missing_dirs_are_errors_and_os_errors_are_said_once_with_their_path() {
+    let n = Node::on_host(1, WAIT);
+    let cfg = n.file("litefs.yml");
+    let cfg_s = cfg.to_str().unwrap();
+    let lease = "lease: { type: static, candidate: true }\n";
+    fs::write(
+        &cfg,
+        format!("fuse: {{ dir: \"{}\" }}\n{lease}", n.mnt().display()),
+    )
+    .unwrap();
+    let (code, out) = mount_once(&["-config", cfg_s]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("data directory required (data.dir)"), "{out}");
+    fs::write(
+        &cfg,
+        format!("data: {{ dir: \"{}\" }}\n{lease}", n.data().display()),
+    )
+    .unwrap();
+    let (code, out) = mount_once(&["-config", cfg_s]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("fuse directory required (fuse.dir)"), "{out}");
+
+    // A data dir that cannot be created: a regular file is in the way.
+    let file = n.file("a-file");
+    fs::write(&file, "").unwrap();
+    let data = file.join("data");
+    fs::write(
+        &cfg,
+        format!(
+            "fuse: {{ dir: \"{}\" }}\ndata: {{ dir: \"{}\" }}\nhttp: {{ addr: \"{}\" }}\n{lease}",
+            n.mnt().display(),
+            data.display(),
+            n.addr()
+        ),
+    )
+    .unwrap();
+    let (code, out) = mount_once(&["-config", cfg_s, "--", "true"]);
+    detach(&n.mnt());
+    assert_eq!(code, Some(1), "{out}");
+    let err = out.lines().find(|l| l.starts_with("litefs: ")).expect(&out);
+    assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
+    assert!(err.contains(&data.display().to_string()), "{err}");
+}
