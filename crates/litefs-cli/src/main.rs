@@ -14,11 +14,20 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use litefs::config::Expansion;
 
+/// The version and the commit built from (see build.rs), as `litefs
+/// version` and `litefs --version` print them.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("LITEFS_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "litefs",
     about = "SQLite replication: FUSE mount, LTX capture, lease, proxy",
-    version
+    version = VERSION
 )]
 struct Cli {
     #[command(subcommand)]
@@ -27,7 +36,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Print the version.
+    /// Print the version and the git commit it was built from.
     Version,
     /// Mount the databases, take the lease, run the exec command.
     Mount {
@@ -138,7 +147,7 @@ fn error_chain(e: &anyhow::Error) -> String {
 fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
         Cmd::Version => {
-            println!("litefs {}", env!("CARGO_PKG_VERSION"));
+            println!("litefs {VERSION}");
             Ok(0)
         }
         Cmd::Ltx {

@@ -206,3 +206,65 @@ fn missing_dirs_are_errors_and_os_errors_are_said_once_with_their_path() {
     assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
     assert!(err.contains(&data.display().to_string()), "{err}");
 }
+
+#[test]
+fn version_names_the_commit_built_from() {
+    let out = Command::new(LITEFS).arg("version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    // What build.rs saw: this checkout's HEAD, or "unknown" outside git.
+    let head = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string());
+    let commit = std::env::var("LITEFS_GIT_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or(head)
+        .unwrap_or_else(|| "unknown".into());
+    assert_eq!(
+        text,
+        format!("litefs {} (commit {commit})\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn demo_shows_cargo_progress_and_moves_off_a_taken_port_on_loopback() {
+    // Hold LiteFS's default port, as another litefs (or anything) might.
+    let held = std::net::TcpListener::bind("127.0.0.1:20202");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new(root.join("scripts/demo"))
+        .env_remove("LITEFS_DEMO_PORT")
+        .output()
+        .unwrap();
+    drop(held);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // cargo's own progress (the demo used to pass -q and print nothing).
+    assert!(stderr.contains("Finished"), "{stderr}");
+    assert!(
+        stdout.contains("port 20202 on 127.0.0.1 is in use"),
+        "{stdout}"
+    );
+    let api = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("==> node API on http://127.0.0.1:"))
+        .expect(&stdout);
+    let port: u16 = api.split_whitespace().next().unwrap().parse().unwrap();
+    assert_ne!(port, 20202);
+    assert!(
+        stderr.contains(&format!("http server listening addr=127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(stdout.contains("rows: 5   integrity: ok"), "{stdout}");
+    let demo_dir = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("demo files are in "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect(&stdout);
+    let _ = fs::remove_dir_all(demo_dir);
+}
