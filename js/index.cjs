@@ -6,10 +6,27 @@
 
 const os = require('node:os')
 const dns = require('node:dns')
-const cookie = require('cookie')
-const native = require('./native.cjs')
-
+const cookie = require('./cookie.cjs')
 const PREFIX = 'litefs-rs:'
+const native = loadNative()
+
+/**
+ * The addon, or an error that says how to get it: installed from source, it
+ * exists only if npm ran the package's install script.
+ */
+function loadNative() {
+  try {
+    return require('./native.cjs')
+  } catch (error) {
+    error.message =
+      `${PREFIX} the native addon is not built for this machine. Installed from a ` +
+      'checkout, git URL or tarball it is compiled by the install script: run ' +
+      '`npm rebuild litefs-rs --foreground-scripts` with Rust (cargo) on PATH, and allow the ' +
+      'script if npm skipped it (`npm install-scripts approve litefs-rs`).\n' +
+      error.message
+    throw error
+  }
+}
 const TXID_NUM_COOKIE_NAME = 'txnum'
 const DEFAULT_HTTP_URL = 'http://localhost:20202'
 
