@@ -43,8 +43,11 @@ function snapshot(dest) {
   git(dest, '-c', 'user.name=test', '-c', 'user.email=test@localhost', 'commit', '-qm', 'snapshot')
 }
 
+// A plain `npm install`: none of the settings `npm test` exports to its
+// scripts (npm_config_*, npm_lifecycle_*, ...) reach the nested npm.
+const plain = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)))
 const env = {
-  ...process.env,
+  ...plain,
   CARGO_TARGET_DIR: process.env.CARGO_TARGET_DIR || path.join(root, 'target'),
   npm_config_audit: 'false',
   npm_config_fund: 'false',
