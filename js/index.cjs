@@ -6,10 +6,27 @@
 
 const os = require('node:os')
 const dns = require('node:dns')
-const cookie = require('cookie')
-const native = require('./native.cjs')
-
+const cookie = require('./cookie.cjs')
 const PREFIX = 'litefs-rs:'
+const native = loadNative()
+
+/**
+ * The addon, or an error that says how to get it: installed from source, it
+ * exists only if npm ran the package's install script.
+ */
+function loadNative() {
+  try {
+    return require('./native.cjs')
+  } catch (error) {
+    error.message =
+      `${PREFIX} the native addon is not built for this machine. Installed from a ` +
+      'checkout, git URL or tarball it is compiled by the install script: run ' +
+      '`npm rebuild litefs-rs --foreground-scripts` with Rust (cargo) on PATH, and allow the ' +
+      'script if npm skipped it (`npm install-scripts approve litefs-rs`).\n' +
+      error.message
+    throw error
+  }
+}
 const TXID_NUM_COOKIE_NAME = 'txnum'
 const DEFAULT_HTTP_URL = 'http://localhost:20202'
 
@@ -43,6 +60,15 @@ function httpUrlOf(httpUrl) {
   if (!url) return null
   if (url === true || url === '1' || url === 'true') return DEFAULT_HTTP_URL
   return String(url).replace(/\/+$/, '')
+}
+
+/**
+ * This instance's name: LITEFS_HOSTNAME, which litefs sets for the commands
+ * it runs (several nodes on one machine share the OS hostname), else the OS
+ * hostname as litefs-js uses. `undefined` lets the addon ask the OS itself.
+ */
+function currentInstanceName() {
+  return process.env.LITEFS_HOSTNAME || undefined
 }
 
 function appPort() {
@@ -132,14 +158,17 @@ function startRead(reads, key, slot, read) {
  */
 async function getInstanceInfo(litefsDir) {
   const dir = litefsDirOf(litefsDir, 'getInstanceInfo')
+  const current = currentInstanceName()
   return withPrimaryUrl(
-    await sharedRead(instanceInfoReads, dir, () => native.readInstanceInfo(dir)),
+    await sharedRead(instanceInfoReads, `${dir}\0${current ?? ''}`, () =>
+      native.readInstanceInfo(dir, current),
+    ),
   )
 }
 
 function getInstanceInfoSync(litefsDir) {
   const dir = litefsDirOf(litefsDir, 'getInstanceInfoSync')
-  return withPrimaryUrl(native.readInstanceInfoSync(dir))
+  return withPrimaryUrl(native.readInstanceInfoSync(dir, currentInstanceName()))
 }
 
 /** The local TXID of the database, 0 when its `-pos` file does not exist. */
@@ -270,11 +299,11 @@ function parseVmsTxt(records) {
 
 /** This node and its primary as the mount shows them. */
 function instancesFromMount() {
-  const instances = { [os.hostname()]: 'local' }
+  const instances = { [currentInstanceName() ?? os.hostname()]: 'local' }
   const dir = process.env.LITEFS_DIR
   if (dir) {
     try {
-      const { primaryInstance } = native.readInstanceInfoSync(dir)
+      const { primaryInstance } = native.readInstanceInfoSync(dir, currentInstanceName())
       if (!(primaryInstance in instances)) instances[primaryInstance] = 'local'
     } catch (error) {
       console.error(`${PREFIX} Error reading the primary from ${dir}`, error)
@@ -294,7 +323,7 @@ async function instancesFromSidecar(url) {
     }
     return instances
   }
-  const instances = { [info.hostname || os.hostname()]: 'local' }
+  const instances = { [info.hostname || currentInstanceName() || os.hostname()]: 'local' }
   if (!info.isPrimary) {
     for (const name of Object.keys(instancesFromMount())) instances[name] ??= 'local'
   }
@@ -323,7 +352,7 @@ async function getAllInstances({ httpUrl } = {}) {
     return parseVmsTxt(await dns.promises.resolveTxt(`vms.${app}.internal`))
   } catch (error) {
     console.error(`${PREFIX} Error getting all instances`, error)
-    return { [os.hostname()]: process.env.FLY_REGION ?? 'local' }
+    return { [currentInstanceName() ?? os.hostname()]: process.env.FLY_REGION ?? 'local' }
   }
 }
 
@@ -403,9 +432,18 @@ function watchPrimary(callback, { litefsDir, intervalMs, httpUrl, onError } = {}
   const loop = async () => {
     while (!closed) {
       try {
-        if (known === null) known = (await native.readInstanceInfo(dir)).primaryInstance
+        const current = currentInstanceName()
+        if (known === null) known = (await native.readInstanceInfo(dir, current)).primaryInstance
         waiting = true
-        const info = await native.waitForPrimaryChange(dir, known, null, intervalMs, url, id)
+        const info = await native.waitForPrimaryChange(
+          dir,
+          known,
+          null,
+          intervalMs,
+          url,
+          id,
+          current,
+        )
         waiting = false
         if (closed || info === null) return
         known = info.primaryInstance

@@ -28,10 +28,13 @@ export interface Position {
   checksum: string
 }
 
-/** Who is primary, read from `<litefsDir>/.primary` off the JS thread. */
-export declare function readInstanceInfo(litefsDir: string): Promise<InstanceInfo>
+/**
+ * Who is primary, read from `<litefsDir>/.primary` off the JS thread.
+ * `currentInstance` names this instance (the OS hostname when absent).
+ */
+export declare function readInstanceInfo(litefsDir: string, currentInstance?: string | undefined | null): Promise<InstanceInfo>
 
-export declare function readInstanceInfoSync(litefsDir: string): InstanceInfo
+export declare function readInstanceInfoSync(litefsDir: string, currentInstance?: string | undefined | null): InstanceInfo
 
 /** The TXID in `<litefsDir>/<db>-pos`, 0 when the file does not exist. */
 export declare function readTxNumber(litefsDir: string, databaseFilename: string): Promise<number>
@@ -42,7 +45,7 @@ export declare function readTxNumberSync(litefsDir: string, databaseFilename: st
  * Resolves with the instance info once `.primary` names someone other than
  * `knownPrimary`, or `null` on timeout or cancellation.
  */
-export declare function waitForPrimaryChange(litefsDir: string, knownPrimary: string, timeoutMs: number | undefined | null, pollMs: number, eventsUrl?: string | undefined | null, waitId?: number | undefined | null): Promise<InstanceInfo | null>
+export declare function waitForPrimaryChange(litefsDir: string, knownPrimary: string, timeoutMs: number | undefined | null, pollMs: number, eventsUrl?: string | undefined | null, waitId?: number | undefined | null, currentInstance?: string | undefined | null): Promise<InstanceInfo | null>
 
 /**
  * Resolves with the TXID once `<db>-pos` reaches `target`, or `null` when

@@ -47,6 +47,38 @@ describe('getInstanceInfo / getInstanceInfoSync', () => {
     }
   })
 
+  it('LITEFS_HOSTNAME names this instance: nodes sharing a hostname tell themselves apart', async () => {
+    // A replica on the primary's machine: `.primary` holds the OS hostname.
+    const replica = makeMount({ primary: `${hostname}\n` })
+    const primary = makeMount()
+    await withEnv({ LITEFS_DIR: replica, LITEFS_HOSTNAME: 'node-b' }, async () => {
+      const want = {
+        primaryInstance: hostname,
+        currentInstance: 'node-b',
+        currentIsPrimary: false,
+        primaryUrl: null,
+      }
+      assert.deepEqual(await litefs.getInstanceInfo(), want)
+      assert.deepEqual(litefs.getInstanceInfoSync(), want)
+      assert.deepEqual(await litefs.getAllInstances(), { 'node-b': 'local', [hostname]: 'local' })
+    })
+    await withEnv({ LITEFS_DIR: primary, LITEFS_HOSTNAME: 'node-a' }, async () => {
+      const want = {
+        primaryInstance: 'node-a',
+        currentInstance: 'node-a',
+        currentIsPrimary: true,
+        primaryUrl: null,
+      }
+      assert.deepEqual(await litefs.getInstanceInfo(), want)
+      assert.deepEqual(litefs.getInstanceInfoSync(), want)
+    })
+    // Empty counts as unset: the OS hostname, as litefs-js uses.
+    await withEnv({ LITEFS_DIR: replica, LITEFS_HOSTNAME: '' }, async () => {
+      assert.equal(litefs.getInstanceInfoSync().currentIsPrimary, true)
+      assert.equal((await litefs.getInstanceInfo()).currentInstance, hostname)
+    })
+  })
+
   it('primaryUrl: Fly internal domain on Fly, host:port elsewhere, template override', async () => {
     const dir = makeMount({ primary: 'p1\n' })
     await withEnv({ LITEFS_DIR: dir, PORT: '8080' }, async () => {

@@ -32,6 +32,7 @@ export function writePos(dir, db, txid, checksum = 0x8000000000000abcn) {
 
 const ENV_KEYS = [
   'LITEFS_DIR',
+  'LITEFS_HOSTNAME',
   'DATABASE_FILENAME',
   'INTERNAL_PORT',
   'PORT',

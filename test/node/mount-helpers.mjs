@@ -65,7 +65,7 @@ export function isMounted(dir) {
     .some(line => line.split(' ')[1] !== undefined && unescape(line.split(' ')[1]) === dir)
 }
 
-function freePort() {
+export function freePort() {
   return new Promise((resolve, reject) => {
     const server = net.createServer()
     server.on('error', reject)

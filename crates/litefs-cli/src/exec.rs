@@ -10,12 +10,15 @@
 //!
 //! Async, on tokio: the children are `tokio::process` children and the
 //! signals arrive through `tokio::signal`, so everything here must run
-//! inside a tokio runtime. Children inherit stdio and the environment, and
+//! inside a tokio runtime. Children inherit stdio and the environment, plus
+//! the [`AppEnv`] variables litefs's own environment does not set, and
 //! are killed (SIGKILL) if their [`App`] is dropped before they exit, so a
 //! cancelled future never leaves a migration running unsupervised.
 
+use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -78,6 +81,37 @@ pub fn exit_code(status: ExitStatus) -> i32 {
     }
 }
 
+/// What litefs tells the commands it runs about the node, as environment
+/// variables: `LITEFS_DIR` (the mount, which litefs-js and litefs-rs read)
+/// and `LITEFS_HOSTNAME` (this node's name, which litefs-rs compares with
+/// `.primary`). A variable already in litefs's environment is left as it
+/// is, so a deployment that sets one keeps its value.
+#[derive(Debug, Clone, Default)]
+pub struct AppEnv {
+    vars: Vec<(&'static str, OsString)>,
+}
+
+impl AppEnv {
+    pub fn new(litefs_dir: &Path, hostname: &str) -> AppEnv {
+        AppEnv {
+            vars: vec![
+                ("LITEFS_DIR", litefs_dir.as_os_str().to_owned()),
+                ("LITEFS_HOSTNAME", hostname.into()),
+            ],
+        }
+    }
+
+    /// The variables to add, given litefs's own environment (`inherited`).
+    fn added(
+        &self,
+        inherited: impl Fn(&str) -> Option<OsString>,
+    ) -> impl Iterator<Item = &(&'static str, OsString)> {
+        self.vars
+            .iter()
+            .filter(move |(k, _)| inherited(k).is_none())
+    }
+}
+
 /// Whether `entry` runs on this node.
 fn applies(entry: &ExecEntry, is_candidate: bool) -> bool {
     !entry.if_candidate || is_candidate
@@ -95,6 +129,7 @@ pub fn app_entry(entries: &[ExecEntry], is_candidate: bool) -> Option<&ExecEntry
 pub async fn run_pre_commands(
     entries: &[ExecEntry],
     is_candidate: bool,
+    env: &AppEnv,
     signals: &mut Signals,
 ) -> Result<(), ExecError> {
     let Some((_, pre)) = entries.split_last() else {
@@ -106,7 +141,7 @@ pub async fn run_pre_commands(
             continue;
         }
         tracing::info!(cmd = %entry.cmd, "executing command");
-        let mut cmd = App::spawn(entry)?;
+        let mut cmd = App::spawn(entry, env)?;
         let mut stop = None;
         let status = loop {
             tokio::select! {
@@ -195,14 +230,15 @@ pub struct App {
 
 impl App {
     /// Starts `entry` (split into argv, no shell) with inherited stdio and
-    /// environment.
-    pub fn spawn(entry: &ExecEntry) -> Result<App, ExecError> {
+    /// environment, plus `env`.
+    pub fn spawn(entry: &ExecEntry, env: &AppEnv) -> Result<App, ExecError> {
         let argv = entry.argv().map_err(|source| ExecError::Parse {
             cmd: entry.cmd.clone(),
             source,
         })?;
         let child = Command::new(&argv[0])
             .args(&argv[1..])
+            .envs(env.added(|k| std::env::var_os(k)).map(|(k, v)| (k, v)))
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| ExecError::Spawn {
@@ -317,7 +353,7 @@ mod tests {
             sh(&format!("echo app >> {log}")),
         ];
 
-        run_pre_commands(&entries, true, &mut Signals::none())
+        run_pre_commands(&entries, true, &AppEnv::default(), &mut Signals::none())
             .await
             .unwrap();
         assert_eq!(
@@ -326,17 +362,49 @@ mod tests {
         );
 
         std::fs::remove_file(log).unwrap();
-        run_pre_commands(&entries, false, &mut Signals::none())
+        run_pre_commands(&entries, false, &AppEnv::default(), &mut Signals::none())
             .await
             .unwrap();
         assert_eq!(std::fs::read_to_string(log).unwrap(), "one\nthree\n");
 
-        run_pre_commands(&[], true, &mut Signals::none())
+        run_pre_commands(&[], true, &AppEnv::default(), &mut Signals::none())
             .await
             .unwrap();
-        run_pre_commands(&entries[3..], true, &mut Signals::none())
+        run_pre_commands(
+            &entries[3..],
+            true,
+            &AppEnv::default(),
+            &mut Signals::none(),
+        )
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn commands_get_the_mount_and_node_name_unless_already_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("env");
+        let env = AppEnv::new(Path::new("/mnt/litefs"), "node-b");
+        let script = format!("echo \"$LITEFS_DIR|$LITEFS_HOSTNAME\" > {}", out.display());
+        let entries = [sh(&script), entry("app", false)];
+        run_pre_commands(&entries, true, &env, &mut Signals::none())
             .await
             .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "/mnt/litefs|node-b\n"
+        );
+        let mut app = App::spawn(&sh(&script), &env).unwrap();
+        assert_eq!(app.wait().await.unwrap(), 0);
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "/mnt/litefs|node-b\n"
+        );
+
+        // A value litefs itself was given wins.
+        let inherited = |k: &str| (k == "LITEFS_HOSTNAME").then(|| OsString::from("mine"));
+        let added: Vec<_> = env.added(inherited).map(|(k, _)| *k).collect();
+        assert_eq!(added, ["LITEFS_DIR"]);
     }
 
     #[test]
@@ -357,7 +425,7 @@ mod tests {
             sh(&format!("touch {}", marker.display())),
             entry("app", false),
         ];
-        let err = run_pre_commands(&entries, true, &mut Signals::none())
+        let err = run_pre_commands(&entries, true, &AppEnv::default(), &mut Signals::none())
             .await
             .unwrap_err();
         let msg = err.to_string();
@@ -372,7 +440,7 @@ mod tests {
             entry("litefs-rs-no-such-program --x", false),
             entry("app", false),
         ];
-        let err = run_pre_commands(&missing, true, &mut Signals::none())
+        let err = run_pre_commands(&missing, true, &AppEnv::default(), &mut Signals::none())
             .await
             .unwrap_err();
         assert!(matches!(err, ExecError::Spawn { .. }));
@@ -382,7 +450,7 @@ mod tests {
         );
 
         let unparsable = vec![entry("echo 'oops", false), entry("app", false)];
-        let err = run_pre_commands(&unparsable, true, &mut Signals::none())
+        let err = run_pre_commands(&unparsable, true, &AppEnv::default(), &mut Signals::none())
             .await
             .unwrap_err();
         assert!(matches!(err, ExecError::Parse { .. }), "{err}");
@@ -390,14 +458,14 @@ mod tests {
 
     #[tokio::test]
     async fn app_exit_code_propagates() {
-        let mut app = App::spawn(&sh("exit 7")).unwrap();
+        let mut app = App::spawn(&sh("exit 7"), &AppEnv::default()).unwrap();
         assert_eq!(app.wait().await.unwrap(), 7);
         assert_eq!(app.wait().await.unwrap(), 7);
         assert_eq!(app.pid(), None);
         // Signalling a reaped child is a no-op, not a stray kill.
         app.forward(Signal::SIGTERM);
 
-        let mut app = App::spawn(&sh("kill -KILL $$")).unwrap();
+        let mut app = App::spawn(&sh("kill -KILL $$"), &AppEnv::default()).unwrap();
         assert_eq!(app.wait().await.unwrap(), 128 + 9);
     }
 
@@ -409,7 +477,7 @@ mod tests {
             "trap 'kill $! 2>/dev/null; exit 42' TERM; sleep 10 >/dev/null 2>&1 & touch {}; wait",
             ready.display()
         );
-        let mut app = App::spawn(&sh(&script)).unwrap();
+        let mut app = App::spawn(&sh(&script), &AppEnv::default()).unwrap();
         wait_for_file(&ready).await;
         app.forward(Signal::SIGTERM);
         assert_eq!(app.wait().await.unwrap(), 42);
@@ -426,7 +494,7 @@ mod tests {
             "trap 'kill $! 2>/dev/null; exit 43' USR2; sleep 10 >/dev/null 2>&1 & touch {}; wait",
             ready.display()
         );
-        let mut app = App::spawn(&sh(&script)).unwrap();
+        let mut app = App::spawn(&sh(&script), &AppEnv::default()).unwrap();
         wait_for_file(&ready).await;
         nix::sys::signal::raise(Signal::SIGUSR2).unwrap();
         let code = tokio::time::timeout(Duration::from_secs(5), app.wait_forwarding(&mut signals))
@@ -444,7 +512,7 @@ mod tests {
             "trap '' TERM; touch {}; exec sleep 10 >/dev/null 2>&1",
             ready.display()
         );
-        let mut app = App::spawn(&sh(&script)).unwrap();
+        let mut app = App::spawn(&sh(&script), &AppEnv::default()).unwrap();
         wait_for_file(&ready).await;
         let started = Instant::now();
         assert_eq!(
@@ -454,7 +522,7 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(200));
 
         // A child that honours TERM is not killed.
-        let mut app = App::spawn(&sh("exec sleep 10 >/dev/null 2>&1")).unwrap();
+        let mut app = App::spawn(&sh("exec sleep 10 >/dev/null 2>&1"), &AppEnv::default()).unwrap();
         assert_eq!(
             app.terminate(Duration::from_secs(5)).await.unwrap(),
             128 + 15
@@ -482,7 +550,8 @@ mod tests {
             entry("app", false),
         ];
         let mut signals = Signals::install_set(&[Signal::SIGQUIT]).unwrap();
-        let run = run_pre_commands(&entries, true, &mut signals);
+        let env = AppEnv::default();
+        let run = run_pre_commands(&entries, true, &env, &mut signals);
         let raise = async {
             wait_for_file(&ready).await;
             nix::sys::signal::raise(Signal::SIGQUIT).unwrap();

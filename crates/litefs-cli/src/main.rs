@@ -2,6 +2,7 @@
 //! well as `--config PATH`.
 
 mod exec;
+mod identity;
 mod logging;
 mod ltx_cmd;
 mod mount;
@@ -12,12 +13,22 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use litefs::config::Expansion;
+
+/// The version and the commit built from (see build.rs), as `litefs
+/// version` and `litefs --version` print them.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("LITEFS_GIT_COMMIT"),
+    ")"
+);
 
 #[derive(Parser)]
 #[command(
     name = "litefs",
     about = "SQLite replication: FUSE mount, LTX capture, lease, proxy",
-    version
+    version = VERSION
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,7 +37,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Print the version.
+    /// Print the version and the git commit it was built from.
     Version,
     /// Mount the databases, take the lease, run the exec command.
     Mount {
@@ -36,6 +47,10 @@ enum Cmd {
         /// Do not expand ${VAR} in the config file.
         #[arg(long)]
         no_expand_env: bool,
+        /// Refuse a config file that uses an unset ${VAR} (by default it
+        /// expands to an empty string, as in LiteFS, with a warning).
+        #[arg(long, conflicts_with = "no_expand_env")]
+        strict_env: bool,
         /// Command to run instead of the config's exec.
         #[arg(last = true)]
         cmd: Vec<String>,
@@ -107,16 +122,35 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            eprintln!("litefs: {e:#}");
+            eprintln!("litefs: {}", error_chain(&e));
             ExitCode::from(1)
         }
     }
 }
 
+/// The error and its causes, each said once. Many error types show their
+/// source in their own message *and* return it from `source()` (the store's
+/// `"{path}: {source}"`), so anyhow's `{:#}` would print an OS error twice:
+/// "x: Not a directory (os error 20): Not a directory (os error 20)".
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
         Cmd::Version => {
-            println!("litefs {}", env!("CARGO_PKG_VERSION"));
+            println!("litefs {VERSION}");
             Ok(0)
         }
         Cmd::Ltx {
@@ -134,15 +168,21 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Mount {
             config,
             no_expand_env,
+            strict_env,
             cmd,
         } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting runtime")?;
+            let expansion = match (no_expand_env, strict_env) {
+                (true, _) => Expansion::Off,
+                (false, true) => Expansion::Strict,
+                (false, false) => Expansion::Lenient,
+            };
             rt.block_on(mount::run(mount::MountArgs {
                 config,
-                no_expand_env,
+                expansion,
                 cmd,
             }))
         }
@@ -190,13 +230,45 @@ fn mount_dir(config: Option<PathBuf>, mount: Option<PathBuf>) -> Result<PathBuf>
     if let Some(m) = mount {
         return Ok(m);
     }
-    let (cfg, _) = litefs::config::Config::load(config.as_deref(), true)?;
-    Ok(cfg.fuse.dir)
+    let loaded = litefs::config::Config::load(config.as_deref(), Expansion::Lenient)?;
+    for u in &loaded.undefined {
+        tracing::warn!(file = %loaded.path.display(), line = u.line, var = %u.name, "variable is not set; expanded to an empty string");
+    }
+    Ok(loaded.config.fuse.dir)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::normalize_args;
+    use super::{error_chain, normalize_args};
+
+    #[test]
+    fn an_os_error_shown_by_its_wrapper_is_printed_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("{path}: {source}")]
+        struct AtPath {
+            path: String,
+            #[source]
+            source: std::io::Error,
+        }
+        let e = anyhow::Error::new(AtPath {
+            path: "/d/dbs".into(),
+            source: std::io::Error::from_raw_os_error(20),
+        })
+        .context("opening data directory /d");
+        let msg = error_chain(&e);
+        assert_eq!(msg.matches("os error 20").count(), 1, "{msg}");
+        assert!(
+            msg.starts_with("opening data directory /d: /d/dbs: "),
+            "{msg}"
+        );
+        // A cause its wrapper does not show is still printed.
+        let e = anyhow::Error::new(std::io::Error::from_raw_os_error(2)).context("reading x");
+        assert!(
+            error_chain(&e).starts_with("reading x: No such file"),
+            "{}",
+            error_chain(&e)
+        );
+    }
 
     #[test]
     fn go_style_flags_become_long_flags() {

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use litefs::config::{Config, ExecEntry, LeaseType};
+use litefs::config::{Config, ExecEntry, Expansion, LeaseType};
 use litefs::lease::StaticLease;
 use litefs::store::{Store, StoreOptions};
 use tracing::{debug, error, info, warn};
 
-use crate::exec::{self, App, Signals};
+use crate::exec::{self, App, AppEnv, Signals};
+use crate::identity;
 use crate::logging;
 
 /// Exit code when a commit could not be captured (LiteFS's too).
@@ -21,16 +22,29 @@ const UNMOUNT_WAIT: Duration = Duration::from_secs(5);
 
 pub struct MountArgs {
     pub config: Option<PathBuf>,
-    pub no_expand_env: bool,
+    pub expansion: Expansion,
     pub cmd: Vec<String>,
 }
 
 pub async fn run(args: MountArgs) -> Result<i32> {
     // Before anything slow: a TERM during startup must reach our handler.
     let mut signals = Signals::install().context("installing signal handlers")?;
-    let (config, path) = Config::load(args.config.as_deref(), !args.no_expand_env)?;
+    let loaded = Config::load(args.config.as_deref(), args.expansion)?;
+    let (config, path) = (loaded.config, loaded.path);
     logging::init(&config.log);
     info!(path = %path.display(), "config file read");
+    for u in &loaded.undefined {
+        warn!(file = %path.display(), line = u.line, var = %u.name,
+            "variable is not set; expanded to an empty string (-strict-env makes this an error)");
+    }
+    info!(
+        config = %path.display(),
+        fuse_dir = %config.fuse.dir.display(),
+        data_dir = %config.data.dir.display(),
+        http_addr = %config.http.addr,
+        lease = %describe_lease(&config),
+        "starting"
+    );
     let exec_entries = if args.cmd.is_empty() {
         config.exec.clone()
     } else {
@@ -53,7 +67,8 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     let listener = litefs::http::bind(&config.http.addr)
         .await
         .with_context(|| format!("listening on http.addr {:?}", config.http.addr))?;
-    info!(addr = %listener.local_addr()?, "http server listening");
+    let listen = listener.local_addr()?;
+    info!(addr = %listen, "http server listening");
 
     let mut opts = StoreOptions::new(&config.data.dir);
     opts.compress = config.data.compress;
@@ -91,14 +106,20 @@ pub async fn run(args: MountArgs) -> Result<i32> {
             .with_context(|| format!("mounting {}", config.fuse.dir.display()))?
     };
 
-    let own_hostname = if lease.is_primary() && !config.lease.hostname.is_empty() {
-        config.lease.hostname.clone()
-    } else {
-        os_hostname()
-    };
+    let env_hostname = std::env::var("LITEFS_HOSTNAME").ok();
+    let me = identity::resolve(&identity::Inputs {
+        is_primary: lease.is_primary(),
+        lease_hostname: &config.lease.hostname,
+        lease_advertise_url: &config.lease.advertise_url,
+        listen,
+        os_hostname: &os_hostname(),
+        env_hostname: env_hostname.as_deref(),
+    });
+    info!(hostname = %me.hostname, advertise_url = %me.advertise_url, "this node");
+    let app_env = AppEnv::new(&config.fuse.dir, &me.hostname);
     let meta = litefs::http::NodeMeta {
-        hostname: own_hostname,
-        advertise_url: config.lease.advertise_url.clone(),
+        hostname: me.hostname,
+        advertise_url: me.advertise_url,
         candidate: config.lease.candidate,
         primary_url: lease.primary().map(|p| p.advertise_url.clone()),
         mount_dir: Some(config.fuse.dir.clone()),
@@ -142,6 +163,7 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     let code = run_exec(
         &exec_entries,
         lease.is_primary() || config.lease.candidate,
+        &app_env,
         &store,
         &mut signals,
     )
@@ -170,12 +192,13 @@ pub async fn run(args: MountArgs) -> Result<i32> {
 async fn run_exec(
     entries: &[ExecEntry],
     is_candidate: bool,
+    env: &AppEnv,
     store: &Arc<Store>,
     signals: &mut Signals,
 ) -> Result<i32> {
     let fatal = wait_fatal(store.clone());
     tokio::pin!(fatal);
-    let pre = exec::run_pre_commands(entries, is_candidate, signals);
+    let pre = exec::run_pre_commands(entries, is_candidate, env, signals);
     tokio::select! {
         res = pre => res?,
         reason = &mut fatal => {
@@ -194,7 +217,7 @@ async fn run_exec(
         }
         return Ok(0);
     };
-    let mut app = App::spawn(entry)?;
+    let mut app = App::spawn(entry, env)?;
     info!(cmd = %app.cmd(), pid = app.pid().unwrap_or(0), "app started");
     tokio::select! {
         code = app.wait_forwarding(signals) => {
@@ -219,6 +242,20 @@ async fn wait_fatal(store: Arc<Store>) -> String {
             return reason;
         }
     }
+}
+
+/// The lease as the startup log shows it: type, role and the primary.
+fn describe_lease(config: &Config) -> String {
+    let l = &config.lease;
+    let kind = l.kind.map_or("none", |k| k.as_str());
+    let mut s = format!("{kind}, candidate: {}", l.candidate);
+    if !l.hostname.is_empty() {
+        s += &format!(", hostname: {}", l.hostname);
+    }
+    if !l.advertise_url.is_empty() {
+        s += &format!(", advertise-url: {}", l.advertise_url);
+    }
+    s
 }
 
 fn os_hostname() -> String {

@@ -185,11 +185,19 @@ pub struct InstanceInfo {
     pub current_is_primary: bool,
 }
 
-pub fn read_instance_info(dir: &Path) -> Result<InstanceInfo, FileError> {
-    let current = hostname().map_err(|source| FileError::Io {
-        path: PathBuf::from("gethostname()"),
-        source,
-    })?;
+/// Who is primary, from `.primary`. `current` is this instance's name when
+/// the caller knows it (`LITEFS_HOSTNAME`, which litefs sets for its exec
+/// commands): several nodes on one machine share the OS hostname, and a
+/// replica would otherwise take a primary of that name for itself.
+/// Without it the OS hostname is used, as litefs-js does.
+pub fn read_instance_info(dir: &Path, current: Option<&str>) -> Result<InstanceInfo, FileError> {
+    let current = match current.filter(|c| !c.is_empty()) {
+        Some(c) => c.to_owned(),
+        None => hostname().map_err(|source| FileError::Io {
+            path: PathBuf::from("gethostname()"),
+            source,
+        })?,
+    };
     let primary = read_primary(dir)?.unwrap_or_else(|| current.clone());
     Ok(InstanceInfo {
         current_is_primary: primary == current,
@@ -273,14 +281,38 @@ mod tests {
     fn primary_file_decides_who_is_primary() {
         let dir = tempfile::tempdir().unwrap();
         let me = hostname().unwrap();
-        let info = read_instance_info(dir.path()).unwrap();
+        let info = read_instance_info(dir.path(), None).unwrap();
         assert!(info.current_is_primary);
         assert_eq!(info.primary_instance, me);
         std::fs::write(dir.path().join(".primary"), "other-host\n").unwrap();
-        let info = read_instance_info(dir.path()).unwrap();
+        let info = read_instance_info(dir.path(), None).unwrap();
         assert!(!info.current_is_primary);
         assert_eq!(info.primary_instance, "other-host");
         assert_eq!(info.current_instance, me);
+        // An empty name counts as not given.
+        assert_eq!(read_instance_info(dir.path(), Some("")).unwrap(), info);
+    }
+
+    #[test]
+    fn a_given_name_is_who_this_instance_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = read_instance_info(dir.path(), Some("node-b")).unwrap();
+        assert_eq!(
+            (
+                info.current_instance.as_str(),
+                info.primary_instance.as_str()
+            ),
+            ("node-b", "node-b")
+        );
+        assert!(info.current_is_primary);
+        // Two nodes on one machine: the replica's `.primary` names the
+        // primary, whose name may well be the machine's hostname.
+        let me = hostname().unwrap();
+        std::fs::write(dir.path().join(".primary"), format!("{me}\n")).unwrap();
+        let info = read_instance_info(dir.path(), Some("node-b")).unwrap();
+        assert!(!info.current_is_primary);
+        assert_eq!(info.primary_instance, me);
+        assert_eq!(info.current_instance, "node-b");
     }
 
     #[test]
@@ -288,6 +320,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // A directory where the file should be makes read(2) fail with EISDIR.
         std::fs::create_dir(dir.path().join(".primary")).unwrap();
-        assert!(read_instance_info(dir.path()).is_err());
+        assert!(read_instance_info(dir.path(), None).is_err());
     }
 }

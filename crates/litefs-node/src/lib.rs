@@ -39,6 +39,7 @@ impl From<files::InstanceInfo> for InstanceInfo {
 
 pub struct ReadInstanceInfo {
     dir: PathBuf,
+    current: Option<String>,
 }
 
 impl Task for ReadInstanceInfo {
@@ -46,7 +47,7 @@ impl Task for ReadInstanceInfo {
     type JsValue = InstanceInfo;
 
     fn compute(&mut self) -> Result<Self::Output> {
-        files::read_instance_info(&self.dir).map_err(to_napi)
+        files::read_instance_info(&self.dir, self.current.as_deref()).map_err(to_napi)
     }
 
     fn resolve(&mut self, _env: Env, output: Self::Output) -> Result<Self::JsValue> {
@@ -55,16 +56,24 @@ impl Task for ReadInstanceInfo {
 }
 
 /// Who is primary, read from `<litefsDir>/.primary` off the JS thread.
+/// `currentInstance` names this instance (the OS hostname when absent).
 #[napi(ts_return_type = "Promise<InstanceInfo>")]
-pub fn read_instance_info(litefs_dir: String) -> AsyncTask<ReadInstanceInfo> {
+pub fn read_instance_info(
+    litefs_dir: String,
+    current_instance: Option<String>,
+) -> AsyncTask<ReadInstanceInfo> {
     AsyncTask::new(ReadInstanceInfo {
         dir: litefs_dir.into(),
+        current: current_instance,
     })
 }
 
 #[napi]
-pub fn read_instance_info_sync(litefs_dir: String) -> Result<InstanceInfo> {
-    files::read_instance_info(litefs_dir.as_ref())
+pub fn read_instance_info_sync(
+    litefs_dir: String,
+    current_instance: Option<String>,
+) -> Result<InstanceInfo> {
+    files::read_instance_info(litefs_dir.as_ref(), current_instance.as_deref())
         .map(Into::into)
         .map_err(to_napi)
 }
@@ -199,11 +208,12 @@ pub async fn wait_for_primary_change(
     poll_ms: f64,
     events_url: Option<String>,
     wait_id: Option<u32>,
+    current_instance: Option<String>,
 ) -> Result<Option<InstanceInfo>> {
     let dir = PathBuf::from(litefs_dir);
     let opts = wait_options(&dir, events_url.as_deref(), timeout_ms, poll_ms, wait_id)?;
     wait::wait_for(opts, || {
-        let info = files::read_instance_info(&dir)?;
+        let info = files::read_instance_info(&dir, current_instance.as_deref())?;
         Ok((info.primary_instance != known_primary).then(|| info.into()))
     })
     .await

@@ -6,7 +6,13 @@
 //! what Go would silently turn into an empty string: an unterminated `${`,
 //! an empty `${}`, and anything inside braces that is neither a name nor one
 //! of the comparisons (`${VAR:-default}` is a common one).
+//!
+//! An unset variable is reported ([`expand_env_reporting`]) with the line it
+//! is on, so the caller can warn (LiteFS's behaviour, kept by default) or
+//! refuse the file (`litefs mount -strict-env`). A variable set to the empty
+//! string is not reported: that is a value someone chose.
 
+use std::cell::RefCell;
 use std::fmt;
 
 /// Looks a variable up; `None` means unset.
@@ -33,8 +39,58 @@ impl std::error::Error for ExpandError {}
 const MALFORMED: &str = "malformed expression (expected a variable name, \
     or a comparison such as `A == \"x\"`, `A != 'x'` or `A == B`)";
 
-/// Expands every variable and expression in `text`.
+/// A variable the text refers to that the environment does not set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undefined {
+    pub name: String,
+    /// 1-based line of the reference.
+    pub line: usize,
+}
+
+impl fmt::Display for Undefined {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: ${{{}}} is not set", self.line, self.name)
+    }
+}
+
+/// Expands every variable and expression in `text`; unset variables become
+/// empty strings.
 pub fn expand_env(text: &str, env: EnvLookup<'_>) -> Result<String, ExpandError> {
+    expand_env_reporting(text, env).map(|(text, _)| text)
+}
+
+/// [`expand_env`], also returning the unset variables it met, once per
+/// name and line, in the order they appear.
+pub fn expand_env_reporting(
+    text: &str,
+    env: EnvLookup<'_>,
+) -> Result<(String, Vec<Undefined>), ExpandError> {
+    let misses = RefCell::new(Vec::<String>::new());
+    let recording = |name: &str| {
+        let value = env(name);
+        if value.is_none() {
+            misses.borrow_mut().push(name.to_string());
+        }
+        value
+    };
+    let mut undefined: Vec<Undefined> = Vec::new();
+    let expanded = expand_inner(text, &recording, &mut |line| {
+        for name in misses.borrow_mut().drain(..) {
+            let u = Undefined { name, line };
+            if !undefined.contains(&u) {
+                undefined.push(u);
+            }
+        }
+    })?;
+    Ok((expanded, undefined))
+}
+
+/// The expansion itself; `expanded(line)` is called after each reference.
+fn expand_inner(
+    text: &str,
+    env: EnvLookup<'_>,
+    expanded: &mut dyn FnMut(usize),
+) -> Result<String, ExpandError> {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
@@ -63,6 +119,7 @@ pub fn expand_env(text: &str, env: EnvLookup<'_>) -> Result<String, ExpandError>
                 reason,
             })?;
             out.push_str(&value);
+            expanded(line);
             1 + close + 1
         } else {
             let first = rest.as_bytes()[0];
@@ -76,6 +133,7 @@ pub fn expand_env(text: &str, env: EnvLookup<'_>) -> Result<String, ExpandError>
                 out.push('$');
             } else {
                 out.push_str(&lookup(env, &rest[..name_len]));
+                expanded(text[..i].matches('\n').count() + 1);
             }
             name_len
         };
@@ -183,6 +241,23 @@ mod tests {
         assert_eq!(ex("${EMPTY}"), "");
         assert_eq!(ex("no vars here"), "no vars here");
         assert_eq!(ex("ünïcödé ${PORT} ✓"), "ünïcödé 8080 ✓");
+    }
+
+    #[test]
+    fn unset_variables_are_reported_with_their_line() {
+        let text = "a: ${PORT}\nb: ${HOSTNAME}\nc: $UNSET/${UNSET}\nd: ${EMPTY}\n\
+                    e: ${REGION == NOPE}\nf: ${HOSTNAME}\n";
+        let (out, undefined) = expand_env_reporting(text, &env).unwrap();
+        assert_eq!(out, "a: 8080\nb: \nc: /\nd: \ne: false\nf: \n");
+        let got: Vec<(&str, usize)> = undefined
+            .iter()
+            .map(|u| (u.name.as_str(), u.line))
+            .collect();
+        assert_eq!(
+            got,
+            [("HOSTNAME", 2), ("UNSET", 3), ("NOPE", 5), ("HOSTNAME", 6)]
+        );
+        assert_eq!(undefined[0].to_string(), "line 2: ${HOSTNAME} is not set");
     }
 
     #[test]

@@ -4,9 +4,31 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::expand::EnvLookup;
-use super::parse::parse_labeled;
+use super::expand::{EnvLookup, Undefined};
+use super::parse::parse_reporting;
 use super::{Config, ConfigError};
+
+/// How `${VAR}` in the file is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expansion {
+    /// Taken literally (`-no-expand-env`).
+    Off,
+    /// Expanded; an unset variable becomes the empty string, as in LiteFS,
+    /// and is listed in [`Loaded::undefined`] for the caller to warn about.
+    Lenient,
+    /// Expanded; an unset variable is an error (`-strict-env`).
+    Strict,
+}
+
+/// A config file read, with what the caller should warn about.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Unset variables the file used (they expanded to empty strings).
+    pub undefined: Vec<Undefined>,
+}
 
 /// Where litefs.yml is looked for, in order, when no `-config` is given.
 /// `cwd` makes the first entry absolute so errors say which directory was
@@ -21,14 +43,9 @@ pub fn search_paths(cwd: &Path, home: Option<&Path>) -> Vec<PathBuf> {
 }
 
 impl Config {
-    /// Finds, reads, expands (unless `expand_env` is false, the
-    /// `-no-expand-env` flag), parses and validates litefs.yml, using the
-    /// process environment and working directory. Returns the config and
-    /// the file it came from.
-    pub fn load(
-        explicit: Option<&Path>,
-        expand_env: bool,
-    ) -> Result<(Config, PathBuf), ConfigError> {
+    /// Finds, reads, expands (as `expansion` says), parses and validates
+    /// litefs.yml, using the process environment and working directory.
+    pub fn load(explicit: Option<&Path>, expansion: Expansion) -> Result<Loaded, ConfigError> {
         let env = |name: &str| std::env::var(name).ok();
         let searched = match explicit {
             Some(_) => Vec::new(),
@@ -41,17 +58,19 @@ impl Config {
                 search_paths(&cwd, home.as_deref())
             }
         };
-        Config::load_from(explicit, &searched, expand_env.then_some(&env))
+        let env = (expansion != Expansion::Off).then_some(&env as EnvLookup<'_>);
+        Config::load_from(explicit, &searched, env, expansion == Expansion::Strict)
     }
 
     /// [`Config::load`] with the search list and environment given, so that
     /// callers (and tests) need not touch the process's cwd or env. `env`
-    /// `None` disables expansion.
+    /// `None` disables expansion; `strict` makes an unset variable an error.
     pub fn load_from(
         explicit: Option<&Path>,
         search: &[PathBuf],
         env: Option<EnvLookup<'_>>,
-    ) -> Result<(Config, PathBuf), ConfigError> {
+        strict: bool,
+    ) -> Result<Loaded, ConfigError> {
         let (path, text) = match explicit {
             Some(path) => match std::fs::read_to_string(path) {
                 Ok(text) => (path.to_path_buf(), text),
@@ -70,9 +89,19 @@ impl Config {
             None => find_first(search)?,
         };
         let label = path.display().to_string();
-        let config = parse_labeled(&text, env, &label)?;
+        let (config, undefined) = parse_reporting(&text, env, &label)?;
+        if strict && !undefined.is_empty() {
+            return Err(ConfigError::Undefined {
+                file: label,
+                undefined,
+            });
+        }
         config.validate_labeled(&label)?;
-        Ok((config, path))
+        Ok(Loaded {
+            config,
+            path,
+            undefined,
+        })
     }
 }
 
@@ -123,7 +152,9 @@ mod tests {
             home.join("litefs.yml"),
             etc.join("litefs.yml"),
         ];
-        let load = |explicit: Option<&Path>| Config::load_from(explicit, &search, Some(&no_env));
+        let load = |explicit: Option<&Path>| {
+            Config::load_from(explicit, &search, Some(&no_env), false).map(|l| (l.config, l.path))
+        };
 
         let err = load(None).unwrap_err();
         let msg = err.to_string();
@@ -132,7 +163,9 @@ mod tests {
             assert!(msg.contains(&p.display().to_string()), "{msg}");
         }
 
-        let body = |host: &str| format!("lease: {{ type: static, hostname: {host} }}\n");
+        let body = |host: &str| {
+            format!("fuse: {{ dir: /m }}\ndata: {{ dir: /d }}\nlease: {{ type: static, hostname: {host} }}\n")
+        };
         let etc_file = write(&etc, &body("etc"));
         let (c, from) = load(None).unwrap();
         assert_eq!((c.lease.hostname.as_str(), from), ("etc", etc_file.clone()));
@@ -194,14 +227,33 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = write(
             tmp.path(),
-            "lease: { type: static, hostname: \"h${LITEFS_RS_TEST_SURELY_UNSET}\" }\n",
+            "fuse: { dir: /m }\ndata: { dir: /d }\n\
+             lease: { type: static, hostname: \"h${LITEFS_RS_TEST_SURELY_UNSET}\" }\n",
         );
-        let (c, from) = Config::load(Some(&path), true).unwrap();
+        let l = Config::load(Some(&path), Expansion::Lenient).unwrap();
         assert_eq!(
-            (c.lease.hostname.as_str(), from.as_path()),
+            (l.config.lease.hostname.as_str(), l.path.as_path()),
             ("h", path.as_path())
         );
-        let (c, _) = Config::load(Some(&path), false).unwrap();
-        assert_eq!(c.lease.hostname, "h${LITEFS_RS_TEST_SURELY_UNSET}");
+        assert_eq!(
+            l.undefined,
+            [Undefined {
+                name: "LITEFS_RS_TEST_SURELY_UNSET".into(),
+                line: 3
+            }]
+        );
+        let l = Config::load(Some(&path), Expansion::Off).unwrap();
+        assert_eq!(l.config.lease.hostname, "h${LITEFS_RS_TEST_SURELY_UNSET}");
+        assert!(l.undefined.is_empty());
+
+        let msg = Config::load(Some(&path), Expansion::Strict)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with(&path.display().to_string())
+                && msg.contains("line 3: ${LITEFS_RS_TEST_SURELY_UNSET} is not set")
+                && msg.contains("-strict-env"),
+            "{msg}"
+        );
     }
 }

@@ -21,13 +21,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use duration::{format_duration, parse_duration, ParseDurationError};
-pub use expand::{expand_env, EnvLookup, ExpandError};
-pub use load::search_paths;
+pub use expand::{expand_env, expand_env_reporting, EnvLookup, ExpandError, Undefined};
+pub use load::{search_paths, Expansion, Loaded};
 pub use shellwords::SplitError;
 
-/// LiteFS's default data directory.
+/// LiteFS's default data directory. Not ours: a node without `data.dir`
+/// does not start (the error suggests this path), since silently keeping
+/// databases somewhere the user never chose is how they get lost.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/litefs";
-/// LiteFS's default mount directory.
+/// LiteFS's default mount directory; not ours either, as for data.dir.
 pub const DEFAULT_FUSE_DIR: &str = "/litefs";
 /// The node API's default bind address.
 pub const DEFAULT_HTTP_ADDR: &str = ":20202";
@@ -64,9 +66,23 @@ pub enum ConfigError {
         line: Option<usize>,
         column: Option<usize>,
     },
+    /// `-strict-env`: the file uses variables the environment does not set.
+    #[error(
+        "{file}: {}; -strict-env refuses unset variables (set them, even to an empty string)",
+        display_undefined(undefined)
+    )]
+    Undefined {
+        file: String,
+        undefined: Vec<Undefined>,
+    },
     /// The file parsed but the settings cannot work together.
     #[error("{file}: {message}")]
     Invalid { file: String, message: String },
+}
+
+fn display_undefined(undefined: &[Undefined]) -> String {
+    let shown: Vec<String> = undefined.iter().map(Undefined::to_string).collect();
+    shown.join(", ")
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {
@@ -307,7 +323,8 @@ pub struct TracingConfig {
 }
 
 impl Default for Config {
-    /// LiteFS 0.5's defaults (`NewConfig` in cmd/litefs/config.go).
+    /// LiteFS 0.5's defaults (`NewConfig` in cmd/litefs/config.go), except
+    /// `fuse.dir` and `data.dir`, which are empty: litefs.yml must set them.
     fn default() -> Self {
         let s = Duration::from_secs;
         Config {
@@ -316,13 +333,13 @@ impl Default for Config {
             strict_verify: false,
             exec: Vec::new(),
             data: DataConfig {
-                dir: PathBuf::from(DEFAULT_DATA_DIR),
+                dir: PathBuf::new(),
                 compress: true,
                 retention: s(600),
                 retention_monitor_interval: s(60),
             },
             fuse: FuseConfig {
-                dir: PathBuf::from(DEFAULT_FUSE_DIR),
+                dir: PathBuf::new(),
                 allow_other: false,
                 debug: false,
             },

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::expand::{expand_env, EnvLookup};
+use super::expand::{expand_env_reporting, EnvLookup, Undefined};
 use super::raw::{GoDuration, OptionalEnum, RawConfig, RawExec, YBool, YStr};
 use super::{Config, ConfigError, ExecEntry};
 
@@ -29,13 +29,24 @@ pub(super) fn parse_labeled(
     env: Option<EnvLookup<'_>>,
     label: &str,
 ) -> Result<Config, ConfigError> {
+    parse_reporting(text, env, label).map(|(config, _)| config)
+}
+
+/// [`parse_labeled`], also returning the unset variables the text used.
+pub(super) fn parse_reporting(
+    text: &str,
+    env: Option<EnvLookup<'_>>,
+    label: &str,
+) -> Result<(Config, Vec<Undefined>), ConfigError> {
     let expanded;
+    let mut undefined = Vec::new();
     let text = match env {
         Some(env) => {
-            expanded = expand_env(text, env).map_err(|source| ConfigError::Expand {
+            let (t, u) = expand_env_reporting(text, env).map_err(|source| ConfigError::Expand {
                 file: label.to_string(),
                 source,
             })?;
+            (expanded, undefined) = (t, u);
             expanded.as_str()
         }
         None => text,
@@ -52,7 +63,7 @@ pub(super) fn parse_labeled(
             column: location.as_ref().map(|l| l.column()),
         }
     })?;
-    Ok(resolve(raw.unwrap_or_default()))
+    Ok((resolve(raw.unwrap_or_default()), undefined))
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {

@@ -20,8 +20,21 @@ fn parse_err(text: &str) -> String {
         .to_string()
 }
 
+/// `text` with `fuse.dir` and `data.dir` added where it has no such
+/// section, so validation gets past them to what a test is about.
+fn with_dirs(text: &str) -> String {
+    let mut out = String::new();
+    if !text.contains("fuse:") {
+        out.push_str("fuse: { dir: /mnt/t }\n");
+    }
+    if !text.contains("data:") {
+        out.push_str("data: { dir: /var/t }\n");
+    }
+    out + text
+}
+
 fn invalid(text: &str) -> String {
-    parse(text)
+    parse(&with_dirs(text))
         .validate()
         .expect_err("should be invalid")
         .to_string()
@@ -40,11 +53,12 @@ fn defaults_are_litefs_defaults() {
     assert_eq!(parse("# nothing but a comment\n"), c);
     assert!(c.exit_on_error && !c.skip_sync && !c.strict_verify);
     assert!(c.exec.is_empty());
-    assert_eq!(c.data.dir, Path::new("/var/lib/litefs"));
+    // LiteFS's /var/lib/litefs and /litefs are not defaults here.
+    assert_eq!(c.data.dir, Path::new(""));
     assert!(c.data.compress);
     assert_eq!(c.data.retention, secs(600));
     assert_eq!(c.data.retention_monitor_interval, secs(60));
-    assert_eq!(c.fuse.dir, Path::new("/litefs"));
+    assert_eq!(c.fuse.dir, Path::new(""));
     assert!(!c.fuse.allow_other && !c.fuse.debug);
     assert_eq!(c.http.addr, ":20202");
     assert_eq!(c.proxy.max_lag, secs(10));
@@ -319,10 +333,11 @@ fn exec_argv_and_from_argv() {
 
 #[test]
 fn null_and_empty_values_keep_defaults() {
-    // What `dir: ${UNSET}` expands to: LiteFS keeps the default.
+    // What `dir: ${UNSET}` expands to: LiteFS keeps its default; ours is
+    // empty, which validation then refuses.
     let c =
         parse("fuse:\n  dir:\ndata:\nlease:\n  candidate: ~\n  type: \"\"\nlog:\n  format: \"\"\n");
-    assert_eq!(c.fuse.dir, Path::new("/litefs"));
+    assert_eq!(c.fuse.dir, Path::new(""));
     assert_eq!(c.data, Config::default().data);
     assert!(c.lease.candidate);
     assert_eq!(c.lease.kind, None);
@@ -444,9 +459,12 @@ strict-verify: ${UNSET != ""}
     assert!(c.lease.candidate && !c.lease.promote && c.skip_sync && !c.strict_verify);
     assert_eq!(c.lease.hostname, "sjc");
 
-    // Unset variable on its own: null, so the default stays (as in LiteFS).
+    // Unset variable on its own: null, so the default (none) stays, and the
+    // config is refused naming the field rather than mounting at /litefs.
     let c = Config::from_str_with_env("fuse:\n  dir: ${LITEFS_DIR}\n", &env).unwrap();
-    assert_eq!(c.fuse.dir, Path::new("/litefs"));
+    assert_eq!(c.fuse.dir, Path::new(""));
+    let msg = c.validate().unwrap_err().to_string();
+    assert!(msg.contains("fuse directory required (fuse.dir)"), "{msg}");
 
     let err = Config::from_str_with_env("a: 1\nlease:\n  candidate: ${REGION = 'x'}\n", &env)
         .unwrap_err();
@@ -469,7 +487,19 @@ fn expansion_can_be_disabled() {
 #[test]
 fn validation_errors() {
     let ok = |extra: &str| format!("{MINIMAL}{extra}");
-    parse(MINIMAL).validate().unwrap();
+    parse(&with_dirs(MINIMAL)).validate().unwrap();
+    // Neither directory has a default: each is named, with LiteFS's path
+    // as the suggestion.
+    let msg = invalid("fuse: {}\nlease: { type: static }");
+    assert!(
+        msg.contains("fuse directory required (fuse.dir)") && msg.contains("\"/litefs\""),
+        "{msg}"
+    );
+    let msg = invalid("data: { compress: false }\nlease: { type: static }");
+    assert!(
+        msg.contains("data directory required (data.dir)") && msg.contains("/var/lib/litefs"),
+        "{msg}"
+    );
 
     assert!(
         invalid("fuse: { dir: \"\" }\nlease: { type: static }").contains("fuse directory required")
@@ -481,13 +511,15 @@ fn validation_errors() {
         invalid(&ok("fuse: { dir: /x }\ndata: { dir: /x }\n")).contains("cannot be the same path")
     );
     assert!(invalid("fuse: { dir: /x }\n").contains("lease type required"));
-    assert!(invalid(&ok("data: { retention-monitor-interval: 0s }\n"))
-        .contains("retention-monitor-interval"));
+    assert!(
+        invalid(&ok("data: { dir: /d, retention-monitor-interval: 0s }\n"))
+            .contains("retention-monitor-interval")
+    );
     assert!(invalid("lease: { type: static, databases: [a.db] }")
         .contains("cannot specify a database replication filter on candidate nodes"));
     assert!(invalid("lease: { type: static, candidate: false }")
         .contains("lease.advertise-url required"));
-    parse("lease: { type: static, candidate: false, advertise-url: \"http://p:20202\", databases: [a.db] }")
+    parse(&with_dirs("lease: { type: static, candidate: false, advertise-url: \"http://p:20202\", databases: [a.db] }"))
         .validate()
         .unwrap();
 
@@ -503,9 +535,11 @@ fn validation_errors() {
         invalid("lease: { type: consul, consul: { url: \"http://c:8500\", ttl: 0s } }")
             .contains("lease.consul.ttl")
     );
-    parse("lease: { type: consul, consul: { url: \"http://c:8500\" } }")
-        .validate()
-        .unwrap();
+    parse(&with_dirs(
+        "lease: { type: consul, consul: { url: \"http://c:8500\" } }",
+    ))
+    .validate()
+    .unwrap();
 
     assert!(invalid("lease: { type: etcd }").contains("etcd endpoints required"));
     assert!(
@@ -515,9 +549,11 @@ fn validation_errors() {
         invalid("lease: { type: etcd, etcd: { endpoints: [\"http://e:2379\"], key: \"\" } }")
             .contains("etcd key")
     );
-    parse("lease: { type: etcd, etcd: { endpoints: [\"http://e:2379\"] } }")
-        .validate()
-        .unwrap();
+    parse(&with_dirs(
+        "lease: { type: etcd, etcd: { endpoints: [\"http://e:2379\"] } }",
+    ))
+    .validate()
+    .unwrap();
 
     assert!(invalid(&ok(
         "proxy: { target: \"localhost:3000\", addr: \":8080\" }"

@@ -2,7 +2,7 @@
 //! has one, so that searches for them still find answers.
 
 use super::parse::DEFAULT_LABEL;
-use super::{BackupType, Config, ConfigError, LeaseType};
+use super::{BackupType, Config, ConfigError, LeaseType, DEFAULT_DATA_DIR, DEFAULT_FUSE_DIR};
 
 impl Config {
     /// Checks that the settings can work together, as `litefs mount` needs
@@ -19,11 +19,19 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), String> {
+        // LiteFS falls back to /litefs and /var/lib/litefs; we ask instead,
+        // since an unset `${VAR}` in the path lands here too.
         if self.fuse.dir.as_os_str().is_empty() {
-            return Err("fuse directory required (fuse.dir)".into());
+            return Err(format!(
+                "fuse directory required (fuse.dir): not set, or empty (an unset ${{VAR}}?); \
+                 set it, e.g. `fuse: {{ dir: \"{DEFAULT_FUSE_DIR}\" }}` (LiteFS's default)"
+            ));
         }
         if self.data.dir.as_os_str().is_empty() {
-            return Err("data directory required (data.dir)".into());
+            return Err(format!(
+                "data directory required (data.dir): not set, or empty (an unset ${{VAR}}?); \
+                 set it, e.g. `data: {{ dir: \"{DEFAULT_DATA_DIR}\" }}` (LiteFS's default)"
+            ));
         }
         if self.fuse.dir == self.data.dir {
             return Err("fuse directory and data directory cannot be the same path".into());
