@@ -44,8 +44,11 @@ pub fn run(a: RecoverArgs) -> Result<i32> {
     let data_dir = match a.data_dir {
         Some(d) => d,
         None => {
-            let (cfg, _) = litefs::config::Config::load(a.config.as_deref(), true)?;
-            cfg.data.dir
+            let loaded = litefs::config::Config::load(
+                a.config.as_deref(),
+                litefs::config::Expansion::Lenient,
+            )?;
+            loaded.config.data.dir
         }
     };
     let _lock = DataDirLock::acquire(&data_dir)?;
