@@ -253,8 +253,12 @@ impl Proxy {
         match replayable {
             Some((method, uri, hdrs)) if resp.headers().contains_key(FLY_REPLAY) => {
                 let state = self.lease.borrow().clone();
+                let asked = resp.headers()[FLY_REPLAY].to_str().unwrap_or_default();
                 match (state.is_primary, &state.primary) {
-                    (false, Some(p)) if !hdrs.contains_key(FORWARDED_FROM) => {
+                    (false, Some(p))
+                        if !hdrs.contains_key(FORWARDED_FROM)
+                            && replay_target(asked) == Some(p.hostname.as_str()) =>
+                    {
                         let mut req = Request::new(empty());
                         *req.method_mut() = method;
                         *req.uri_mut() = uri;
@@ -396,6 +400,16 @@ impl Proxy {
     }
 }
 
+/// The instance a `fly-replay` value names (`instance=<name>`, possibly
+/// among other `;`-separated fields).
+fn replay_target(value: &str) -> Option<&str> {
+    value
+        .split(';')
+        .filter_map(|f| f.trim().split_once('='))
+        .find(|(k, _)| *k == "instance")
+        .map(|(_, v)| v.trim())
+}
+
 fn primary_known(s: &LeaseState) -> bool {
     s.is_primary || s.primary.is_some()
 }
@@ -422,4 +436,26 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed())
         .expect("static response parts are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fly_replay_names_its_instance() {
+        assert_eq!(replay_target("instance=node-a"), Some("node-a"));
+        assert_eq!(replay_target("region=ams; instance=b "), Some("b"));
+        assert_eq!(replay_target("region=ams"), None);
+    }
+
+    #[test]
+    fn advertise_url_defaults_to_the_bound_address_or_the_node_host() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let one: SocketAddr = "10.1.2.3:8080".parse().unwrap();
+        assert_eq!(default_advertise_url(any, "node-a"), "http://node-a:8080");
+        assert_eq!(default_advertise_url(any, "fd00::1"), "http://[fd00::1]:8080");
+        assert_eq!(default_advertise_url(one, "node-a"), "http://10.1.2.3:8080");
+        assert_eq!(default_advertise_url(any, ""), "http://0.0.0.0:8080");
+    }
 }

@@ -64,8 +64,12 @@ fn reached(store: &Store, dbs: &[String], want: &[u64]) -> bool {
 
 /// Waits until every database reaches `want` (extra entries beyond `dbs`
 /// are ignored); false after `timeout`. Woken by the store's transaction
-/// events: it subscribes before looking, so no transaction slips between.
+/// events: it subscribes before looking again, so no transaction slips
+/// between the look and the wait.
 pub async fn wait(store: &Store, dbs: &[String], want: &[u64], timeout: Duration) -> bool {
+    if reached(store, dbs, want) {
+        return true;
+    }
     let mut events = store.subscribe();
     if reached(store, dbs, want) {
         return true;
