@@ -108,12 +108,17 @@ pub struct Proxy {
     lease: LeaseWatch,
     local: Arc<upstream::Upstream>,
     primary: primary::PrimaryProxy,
+    /// The [`PROXIED_BY`] value.
+    marker: HeaderValue,
 }
 
 impl Proxy {
     pub fn new(opts: ProxyOptions, store: Arc<Store>, lease: LeaseWatch) -> Arc<Proxy> {
         let local = upstream::Upstream::new(opts.target.clone(), TARGET_REFUSED_RETRY);
+        let marker = HeaderValue::from_str(&opts.hostname)
+            .unwrap_or_else(|_| HeaderValue::from_static("litefs-rs"));
         Arc::new(Proxy {
+            marker,
             opts,
             store,
             lease,
@@ -241,8 +246,10 @@ impl Proxy {
         }
         // Kept to replay the read on the primary when the app asks for it
         // with `fly-replay` (ensurePrimary) and no Fly.io edge will.
-        let replayable =
-            (self.opts.fly_app_name.is_none() && req.body().is_end_stream()).then(|| {
+        let replayable = (self.opts.fly_app_name.is_none()
+            && req.body().is_end_stream()
+            && !self.lease.borrow().is_primary)
+            .then(|| {
                 (
                     req.method().clone(),
                     req.uri().clone(),
@@ -393,10 +400,7 @@ impl Proxy {
     }
 
     fn mark(&self, h: &mut HeaderMap) {
-        let name = HeaderName::from_static(PROXIED_BY);
-        let value = HeaderValue::from_str(&self.opts.hostname)
-            .unwrap_or_else(|_| HeaderValue::from_static("litefs-rs"));
-        h.insert(name, value);
+        h.insert(HeaderName::from_static(PROXIED_BY), self.marker.clone());
     }
 }
 
@@ -454,7 +458,10 @@ mod tests {
         let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
         let one: SocketAddr = "10.1.2.3:8080".parse().unwrap();
         assert_eq!(default_advertise_url(any, "node-a"), "http://node-a:8080");
-        assert_eq!(default_advertise_url(any, "fd00::1"), "http://[fd00::1]:8080");
+        assert_eq!(
+            default_advertise_url(any, "fd00::1"),
+            "http://[fd00::1]:8080"
+        );
         assert_eq!(default_advertise_url(one, "node-a"), "http://10.1.2.3:8080");
         assert_eq!(default_advertise_url(any, ""), "http://0.0.0.0:8080");
     }

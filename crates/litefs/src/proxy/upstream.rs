@@ -22,6 +22,8 @@ use super::{Body, BoxError};
 const MAX_IDLE: usize = 512;
 /// LiteFS's pause between dials refused by a target that is starting.
 const REFUSED_RETRY_EVERY: Duration = Duration::from_millis(100);
+/// How long a pooled connection may take to become ready for the next request.
+const READY_WAIT: Duration = Duration::from_millis(50);
 /// A dial that neither connects nor fails (a vanished host) gives up here.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -70,6 +72,16 @@ impl Upstream {
     ) -> Result<Response<Body>, UpstreamError> {
         loop {
             let (mut sender, fresh) = match self.checkout() {
+                // Checked in as its response ended: ready once its
+                // connection task has caught up, a moment later.
+                // A connection whose request body is still going out (the
+                // upstream answered early) may stay busy: not waited for long.
+                Some(mut s) if !s.is_ready() => {
+                    match tokio::time::timeout(READY_WAIT, s.ready()).await {
+                        Ok(Ok(())) => (s, false),
+                        _ => continue,
+                    }
+                }
                 Some(s) => (s, false),
                 None => (self.dial(false).await?, true),
             };
@@ -100,11 +112,16 @@ impl Upstream {
         }
     }
 
+    /// The most recently returned connection still open (warm, and the
+    /// older ones are the first the upstream's idle timeout closes).
     fn checkout(&self) -> Option<SendRequest<Body>> {
         let mut idle = self.idle.lock().expect("pool lock");
-        idle.retain(|s| !s.is_closed());
-        let i = idle.iter().rposition(|s| s.is_ready())?;
-        Some(idle.swap_remove(i))
+        while let Some(s) = idle.pop() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
     }
 
     fn checkin(&self, sender: SendRequest<Body>) {
