@@ -155,9 +155,11 @@ impl Drop for Node {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Normally litefs unmounted already; this is for a crash.
         let _ = Command::new("fusermount3")
             .arg("-uz")
             .arg(&self.mnt)
+            .stderr(Stdio::null())
             .status();
     }
 }
