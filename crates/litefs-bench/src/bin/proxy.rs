@@ -320,6 +320,19 @@ fn main() -> Result<()> {
             }
         }
     }
+    // Peak memory of each proxy's whole litefs process over the run (256
+    // connections included).
+    for (name, _, node) in &paths {
+        if let Some(node) = node {
+            let status = fs::read_to_string(format!("/proc/{}/status", node.child.id()))?;
+            let peak = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .map(str::trim)
+                .unwrap_or("?");
+            println!("{name}: peak RSS of the litefs process {peak}");
+        }
+    }
     drop(paths);
     Ok(())
 }
