@@ -45,6 +45,9 @@ const TXID_WAIT: Duration = Duration::from_secs(5);
 /// How long a refused connection to the app is retried (LiteFS: 30 s).
 const TARGET_REFUSED_RETRY: Duration = Duration::from_secs(30);
 const FLY_REPLAY: &str = "fly-replay";
+/// Request bodies up to this size are read before forwarding (see
+/// [`small_body_whole`]); it bounds what one request holds in memory.
+const SMALL_BODY: u64 = 16 << 10;
 
 /// The proxy's settings: litefs.yml's `proxy:` plus what the node knows.
 #[derive(Debug, Clone)]
@@ -343,6 +346,10 @@ impl Proxy {
             let at = started + self.opts.read_timeout;
             conn::Deadline::new(body, at, "read-timeout").boxed()
         };
+        let body = match small_body_whole(body).await {
+            Ok(b) => b,
+            Err(e) => return text(StatusCode::BAD_REQUEST, format!("Proxy error: {e}\n")),
+        };
         match self.local.send(Request::from_parts(parts, body)).await {
             Ok(resp) => self.relay(resp, started),
             Err(e) => {
@@ -374,6 +381,10 @@ impl Proxy {
             parts.headers.insert(FORWARDED_FROM, v);
         }
         parts.uri = origin_form(&parts.uri);
+        let body = match small_body_whole(body).await {
+            Ok(b) => b,
+            Err(e) => return text(StatusCode::BAD_REQUEST, format!("Proxy error: {e}\n")),
+        };
         match up.send(Request::from_parts(parts, body)).await {
             Ok(resp) => self.relay(resp, started),
             Err(e) => {
@@ -416,6 +427,23 @@ fn replay_target(value: &str) -> Option<&str> {
 
 fn primary_known(s: &LeaseState) -> bool {
     s.is_primary || s.primary.is_some()
+}
+
+/// A request body of known small size read whole first, so that it goes
+/// out in one write with the head (one wake-up of the app instead of two);
+/// larger or chunked bodies stream as they come.
+async fn small_body_whole(body: Body) -> Result<Body, String> {
+    match body.size_hint().exact() {
+        Some(n) if n > 0 && n <= SMALL_BODY => {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| format!("reading the request body: {e}"))?
+                .to_bytes();
+            Ok(Full::new(bytes).map_err(|e| match e {}).boxed())
+        }
+        _ => Ok(body),
+    }
 }
 
 fn strip_and_forward(h: &mut HeaderMap, peer: SocketAddr) {
