@@ -4,7 +4,8 @@
 //!
 //! * a write on a replica runs on the primary, its answer and `__txid`
 //!   cookie reach the client, and a read with that cookie on the replica
-//!   sees it; a cookie ahead of the cluster times out with 504;
+//!   sees it; a read whose cookie is ahead waits until the write that
+//!   reaches it arrives; a cookie nobody reaches times out with 504;
 //! * passthrough and always-forward globs; an app's `fly-replay` answer to
 //!   a read on a replica (ensurePrimary) is replayed on the primary;
 //! * with `FLY_APP_NAME`, writes on a replica answer `fly-replay`, bodies
@@ -176,6 +177,26 @@ fn writes_on_replicas_reach_the_primary_and_cookies_read_them_back() {
     );
     // The app learns a litefs-rs proxy stands in front of it.
     assert!(!c.call(1, "GET", "/proxied-by", &[], "").body.is_empty());
+
+    // A read asking for the next transaction waits for it: it is answered
+    // once the write (made afterwards) reaches the replica, and sees it.
+    let next = u64::from_str_radix(pos.split('/').next().unwrap(), 16).unwrap() + 1;
+    let ahead = format!("__txid={next:016x}");
+    let replica = c.members[1].proxy;
+    let waiting = c.rt.spawn(async move {
+        call(replica, "GET", "/count", &[("cookie", ahead.as_str())], "").await
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !waiting.is_finished(),
+        "a read ahead of the replica was answered at once"
+    );
+    c.call(0, "POST", "/write", &[], "later");
+    let a = c.rt.block_on(waiting).unwrap();
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (StatusCode::OK, (writes + 2).to_string().as_str())
+    );
 
     // A cookie no node has reached: 504 after LiteFS's 5 s.
     let a = c.call(
