@@ -94,7 +94,6 @@ pub async fn run(args: MountArgs) -> Result<i32> {
 
     // The mount owns the lease; everything else watches this one value.
     let (lease_tx, lease_watch) = tokio::sync::watch::channel(lease.state(store.epoch()));
-    let _ = &lease_watch;
     let mount = {
         let store = store.clone();
         let dir = config.fuse.dir.clone();
@@ -117,11 +116,13 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     });
     info!(hostname = %me.hostname, advertise_url = %me.advertise_url, "this node");
     let app_env = AppEnv::new(&config.fuse.dir, &me.hostname);
+    let proxy = start_proxy(&config, &store, &lease_watch, &me).await?;
     let meta = litefs::http::NodeMeta {
         hostname: me.hostname,
         advertise_url: me.advertise_url,
         candidate: config.lease.candidate,
         primary_url: lease.primary().map(|p| p.advertise_url.clone()),
+        proxy_url: proxy.as_ref().map(|(_, url)| url.clone()),
         mount_dir: Some(config.fuse.dir.clone()),
     };
     let http = tokio::spawn(litefs::http::serve(listener, store.clone(), meta));
@@ -151,6 +152,7 @@ pub async fn run(args: MountArgs) -> Result<i32> {
             sig = signals.recv() => {
                 info!(signal = %sig, "signal received before catching up; shutting down");
                 http.abort();
+                if let Some((p, _)) = &proxy { p.abort(); }
                 if let Some((r, _)) = &replica { r.abort(); }
                 tokio::task::spawn_blocking(move || mount.unmount()).await?;
                 store.close().context("recording position at shutdown")?;
@@ -170,6 +172,9 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     .await;
     background.abort();
     http.abort();
+    if let Some((p, _)) = &proxy {
+        p.abort();
+    }
     if let Some((r, _)) = &replica {
         r.abort();
     }
@@ -256,6 +261,52 @@ fn describe_lease(config: &Config) -> String {
         s += &format!(", advertise-url: {}", l.advertise_url);
     }
     s
+}
+
+/// Starts the HTTP proxy when `proxy.target` is set; returns its task and
+/// the URL it announces to other nodes (`proxy.advertise-url`, else its
+/// bound address, with this node's host when bound to every interface).
+async fn start_proxy(
+    config: &Config,
+    store: &Arc<Store>,
+    lease: &litefs::lease::LeaseWatch,
+    me: &identity::Identity,
+) -> Result<Option<(tokio::task::JoinHandle<()>, String)>> {
+    let pc = &config.proxy;
+    if pc.target.is_empty() {
+        return Ok(None);
+    }
+    let listener = litefs::http::bind(&pc.addr)
+        .await
+        .with_context(|| format!("listening on proxy.addr {:?}", pc.addr))?;
+    let bound = listener.local_addr()?;
+    let url = if !pc.advertise_url.is_empty() {
+        pc.advertise_url.clone()
+    } else {
+        // Where others reach this node's HTTP API (its own, also on a
+        // static replica) is where they reach its proxy, on another port.
+        let host = url_host(&me.advertise_url).unwrap_or(&me.hostname);
+        litefs::proxy::default_advertise_url(bound, host)
+    };
+    let opts = litefs::proxy::ProxyOptions::from_config(
+        pc,
+        &me.hostname,
+        std::env::var("FLY_APP_NAME").ok(),
+    );
+    info!(addr = %bound, target = %pc.target, advertise = %url, "proxy listening");
+    let proxy = litefs::proxy::Proxy::new(opts, store.clone(), lease.clone());
+    Ok(Some((tokio::spawn(proxy.serve(listener)), url)))
+}
+
+/// The host of an `http(s)://host[:port][/...]` URL.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let hostport = rest.split(['/', '?']).next()?;
+    let host = match hostport.strip_prefix('[') {
+        Some(v6) => return v6.split(']').next().filter(|h| !h.is_empty()),
+        None => hostport.rsplit_once(':').map_or(hostport, |(h, _)| h),
+    };
+    (!host.is_empty()).then_some(host)
 }
 
 fn os_hostname() -> String {

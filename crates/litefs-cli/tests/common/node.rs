@@ -115,6 +115,8 @@ pub struct Node {
     child: Option<Child>,
     /// The FUSE connection of the running mount (`/sys/fs/fuse/connections/N`).
     fuse_conn: Option<String>,
+    /// More environment for the process (`FLY_APP_NAME`, say).
+    env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -136,7 +138,13 @@ impl Node {
             wait,
             child: None,
             fuse_conn: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for the next starts of the process.
+    pub fn env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_string(), value.to_string()));
     }
 
     /// `http.addr`, the same for every start of this node.
@@ -196,6 +204,7 @@ impl Node {
             .arg("-config")
             .arg(self.file("litefs.yml"))
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);

@@ -193,7 +193,8 @@ fn every_field_parses() {
         ProxyConfig {
             addr: ":8080".into(),
             target: "localhost:8081".into(),
-            db: "my.db".into(),
+            db: vec!["my.db".into()],
+            advertise_url: String::new(),
             max_lag: secs(90),
             debug: true,
             passthrough: vec!["/debug/*".into(), "*.png".into()],
@@ -612,7 +613,7 @@ exec:
         (c.proxy.addr.as_str(), c.proxy.target.as_str()),
         (":8080", "localhost:8081")
     );
-    assert_eq!(c.proxy.db, "sqlite.db");
+    assert_eq!(c.proxy.db, ["sqlite.db"]);
     assert_eq!(c.lease.kind, Some(LeaseType::Consul));
     assert!(c.lease.candidate && c.lease.promote);
     assert_eq!(
@@ -641,4 +642,29 @@ exec:
             .lease
             .candidate
     );
+}
+
+#[test]
+fn proxy_db_may_be_a_list_and_advertise_url_is_checked() {
+    let base = "lease: { type: static }\n";
+    let c = parse(&format!(
+        "{base}proxy: {{ addr: \":8080\", target: \"localhost:3000\", db: [a.db, b.db], \
+         advertise-url: \"http://10.0.0.5:8080\" }}\n"
+    ));
+    assert_eq!(c.proxy.db, ["a.db", "b.db"]);
+    assert_eq!(c.proxy.advertise_url, "http://10.0.0.5:8080");
+    c.validate().unwrap();
+    assert_eq!(parse("proxy: { db: one.db }\n").proxy.db, ["one.db"]);
+    let e = parse(&format!(
+        "{base}proxy: {{ addr: \":8080\", target: \"t:1\", db: x.db, advertise-url: \"10.0.0.5\" }}\n"
+    ))
+    .validate()
+    .unwrap_err();
+    assert!(e.to_string().contains("proxy.advertise-url"), "{e}");
+    let e = parse(&format!(
+        "{base}proxy: {{ addr: \":8080\", target: \"t:1\", db: [x.db, \"\"] }}\n"
+    ))
+    .validate()
+    .unwrap_err();
+    assert!(e.to_string().contains("empty database name"), "{e}");
 }

@@ -105,6 +105,15 @@ impl Config {
             if self.proxy.addr.is_empty() {
                 return Err("proxy bind address required (proxy.addr)".into());
             }
+            if let Some(bad) = self.proxy.db.iter().find(|d| d.is_empty()) {
+                return Err(format!("proxy.db lists an empty database name: {bad:?}"));
+            }
+            let url = &self.proxy.advertise_url;
+            if !url.is_empty() && !url.starts_with("http://") {
+                return Err(format!(
+                    "proxy.advertise-url must be an http:// URL, got {url:?}"
+                ));
+            }
         }
 
         if self.backup.kind == Some(BackupType::File) && self.backup.path.as_os_str().is_empty() {

@@ -24,6 +24,9 @@ pub struct NodeInfo {
     pub primary_url: Option<String>,
     #[serde(rename = "advertiseURL")]
     pub advertise_url: String,
+    /// This node's proxy for other nodes (litefs-rs only; absent without one).
+    #[serde(rename = "proxyURL", skip_serializing_if = "Option::is_none")]
+    pub proxy_url: Option<String>,
     /// The fencing epoch: this node's term while primary, else the newest
     /// term it has followed.
     pub epoch: u64,
@@ -62,6 +65,7 @@ pub fn node_info(store: &Store, meta: &NodeMeta) -> NodeInfo {
             meta.primary_url.clone()
         },
         advertise_url: meta.advertise_url.clone(),
+        proxy_url: meta.proxy_url.clone(),
         epoch: store.epoch(),
         databases: store
             .dbs()

@@ -36,6 +36,9 @@ pub struct NodeMeta {
     pub advertise_url: String,
     pub candidate: bool,
     pub primary_url: Option<String>,
+    /// This node's proxy as other nodes reach it, when it runs one (shown
+    /// as `proxyURL`; replicas forward writes there when this node is primary).
+    pub proxy_url: Option<String>,
     /// The mount, for `/import` and `/export`; None without one.
     pub mount_dir: Option<std::path::PathBuf>,
 }
