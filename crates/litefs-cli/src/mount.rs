@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use litefs::config::{Config, ExecEntry, LeaseType};
-use litefs::lease::StaticLease;
+use litefs::lease::consul::{Consul, ConsulOptions};
+use litefs::lease::machine as lease_machine;
+use litefs::lease::{LeaseHandle, LeaseOptions, PrimaryInfo, StaticLease, StoreRoles};
 use litefs::store::{Store, StoreOptions};
 use tracing::{debug, error, info, warn};
 
@@ -16,8 +18,16 @@ use crate::logging;
 
 /// Exit code when a commit could not be captured (LiteFS's too).
 pub const EXIT_CAPTURE_FAILED: i32 = 99;
+/// Exit code when the lease refuses this node (cluster ID mismatch).
+pub const EXIT_LEASE_FAILED: i32 = 1;
 const APP_STOP_GRACE: Duration = Duration::from_secs(10);
 const UNMOUNT_WAIT: Duration = Duration::from_secs(5);
+
+/// The lease this node runs, as configured.
+enum LeaseKind {
+    Static(StaticLease),
+    Consul(Box<Consul>),
+}
 
 pub struct MountArgs {
     pub config: Option<PathBuf>,
@@ -38,16 +48,32 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     };
 
     let lease = match config.lease.kind {
-        Some(LeaseType::Static) => StaticLease::new(
+        Some(LeaseType::Static) => LeaseKind::Static(StaticLease::new(
             config.lease.candidate,
             &config.lease.hostname,
             &config.lease.advertise_url,
-        ),
+        )),
+        Some(LeaseType::Consul) => {
+            let c = &config.lease.consul;
+            let consul = Consul::new(ConsulOptions {
+                url: c.url.clone(),
+                key: c.key.clone(),
+                ttl: c.ttl,
+                lock_delay: c.lock_delay,
+                data_dir: config.data.dir.clone(),
+            })
+            .context("lease.consul.url")?;
+            LeaseKind::Consul(Box::new(consul))
+        }
         Some(other) => bail!(
-            "lease.type {:?} is not available in this build yet; use \"static\"",
+            "lease.type {:?} is not available in this build yet; use \"static\" or \"consul\"",
             other.as_str()
         ),
         None => bail!("lease.type is required"),
+    };
+    let static_lease = match &lease {
+        LeaseKind::Static(s) => Some(s.clone()),
+        LeaseKind::Consul(_) => None,
     };
 
     let listener = litefs::http::bind(&config.http.addr)
@@ -59,7 +85,7 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     opts.compress = config.data.compress;
     opts.strict_verify = config.strict_verify;
     opts.retention = config.data.retention;
-    // The static lease makes a non-candidate a replica for good.
+    // A non-candidate is a replica for good, whatever the lease.
     opts.follower = !config.lease.candidate;
     let store = tokio::task::spawn_blocking(move || Store::open(opts))
         .await?
@@ -67,7 +93,7 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     let store = Arc::new(store);
     info!(node_id = %format!("{:016X}", store.node_id()), dbs = store.dbs().len(), "store opened");
 
-    if lease.is_primary() {
+    if static_lease.as_ref().is_some_and(|l| l.is_primary()) {
         // The static lease never moves on its own: a restart goes on with
         // this node's term unless it has followed another primary since.
         let epoch = store
@@ -77,9 +103,12 @@ pub async fn run(args: MountArgs) -> Result<i32> {
         info!(epoch, "primary lease acquired (static)");
     }
 
-    // The mount owns the lease; everything else watches this one value.
-    let (lease_tx, lease_watch) = tokio::sync::watch::channel(lease.state(store.epoch()));
-    let _ = &lease_watch;
+    // The lease owns the state; everything else watches this one value.
+    let initial = match &static_lease {
+        Some(l) => l.state(store.epoch()),
+        None => litefs::lease::LeaseState::default(),
+    };
+    let (lease_tx, lease_watch) = tokio::sync::watch::channel(initial);
     let mount = {
         let store = store.clone();
         let dir = config.fuse.dir.clone();
@@ -91,16 +120,27 @@ pub async fn run(args: MountArgs) -> Result<i32> {
             .with_context(|| format!("mounting {}", config.fuse.dir.display()))?
     };
 
-    let own_hostname = if lease.is_primary() && !config.lease.hostname.is_empty() {
-        config.lease.hostname.clone()
+    let static_primary = static_lease.as_ref().is_some_and(|l| l.is_primary());
+    let own_hostname = if static_lease.is_none() || static_primary {
+        Some(config.lease.hostname.clone()).filter(|h| !h.is_empty())
     } else {
-        os_hostname()
+        None
+    }
+    .unwrap_or_else(os_hostname);
+    let advertise_url = if config.lease.advertise_url.is_empty() && static_lease.is_none() {
+        format!("http://{own_hostname}:{}", listener.local_addr()?.port())
+    } else {
+        config.lease.advertise_url.clone()
     };
     let meta = litefs::http::NodeMeta {
-        hostname: own_hostname,
-        advertise_url: config.lease.advertise_url.clone(),
+        hostname: own_hostname.clone(),
+        advertise_url: advertise_url.clone(),
         candidate: config.lease.candidate,
-        primary_url: lease.primary().map(|p| p.advertise_url.clone()),
+        primary_url: static_lease
+            .as_ref()
+            .and_then(|l| l.primary())
+            .map(|p| p.advertise_url.clone()),
+        lease: Some(lease_watch.clone()),
         mount_dir: Some(config.fuse.dir.clone()),
     };
     let http = tokio::spawn(litefs::http::serve(listener, store.clone(), meta));
@@ -111,26 +151,62 @@ pub async fn run(args: MountArgs) -> Result<i32> {
         tokio::task::spawn_blocking(move || s.verify_all());
     }
 
-    let replica = lease.primary().map(|p| {
-        info!(primary = %p.hostname, url = %p.advertise_url, "replica: following the static primary");
-        let opts = litefs::replication::client::ReplicaOptions {
-            primary_url: p.advertise_url.clone(),
-            primary_hostname: p.hostname.clone(),
-            reconnect_delay: config.lease.reconnect_delay,
-            mount_dir: Some(config.fuse.dir.clone()),
-            ready: Arc::new(tokio::sync::Notify::new()),
-        };
-        let ready = opts.ready.clone();
-        (tokio::spawn(litefs::replication::client::run(store.clone(), opts)), ready)
-    });
-    if let (Some((_, ready)), false) = (&replica, config.skip_sync) {
-        info!("waiting to catch up with the primary before running exec (skip-sync: false)");
+    let ready = Arc::new(tokio::sync::Notify::new());
+    let mut replica = None;
+    let mut lease_task = None;
+    let mut static_tx = None;
+    match lease {
+        LeaseKind::Static(l) => {
+            // Never changes, but kept open: watchers see no closed channel.
+            static_tx = Some(lease_tx);
+            replica = l.primary().map(|p| {
+                info!(primary = %p.hostname, url = %p.advertise_url, "replica: following the static primary");
+                let opts = litefs::replication::client::ReplicaOptions {
+                    primary_url: p.advertise_url.clone(),
+                    primary_hostname: p.hostname.clone(),
+                    reconnect_delay: config.lease.reconnect_delay,
+                    mount_dir: Some(config.fuse.dir.clone()),
+                    ready: ready.clone(),
+                };
+                tokio::spawn(litefs::replication::client::run(store.clone(), opts))
+            });
+        }
+        LeaseKind::Consul(consul) => {
+            info!(
+                key = consul.key(),
+                candidate = config.lease.candidate,
+                "consul lease"
+            );
+            let roles = StoreRoles::new(
+                store.clone(),
+                own_hostname.clone(),
+                config.lease.reconnect_delay,
+                Some(config.fuse.dir.clone()),
+                ready.clone(),
+            );
+            let opts = LeaseOptions {
+                candidate: config.lease.candidate,
+                me: PrimaryInfo {
+                    hostname: own_hostname.clone(),
+                    advertise_url: advertise_url.clone(),
+                    proxy_url: None,
+                },
+                retry_delay: config.lease.reconnect_delay,
+            };
+            lease_task = Some(lease_machine::spawn(*consul, roles, opts, lease_tx));
+        }
+    }
+    if !config.skip_sync && !lease_watch.borrow().is_primary {
+        info!("waiting to become primary or catch up with the primary before running exec (skip-sync: false)");
+        let mut w = lease_watch.clone();
         tokio::select! {
             _ = ready.notified() => {}
+            _ = w.wait_for(|s| s.is_primary) => {}
             sig = signals.recv() => {
                 info!(signal = %sig, "signal received before catching up; shutting down");
                 http.abort();
-                if let Some((r, _)) = &replica { r.abort(); }
+                if let Some(r) = &replica { r.abort(); }
+                if let Some(l) = lease_task { l.shutdown().await; }
                 tokio::task::spawn_blocking(move || mount.unmount()).await?;
                 store.close().context("recording position at shutdown")?;
                 return Ok(0);
@@ -141,18 +217,23 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     let background = spawn_background(store.clone(), config.data.retention_monitor_interval);
     let code = run_exec(
         &exec_entries,
-        lease.is_primary() || config.lease.candidate,
+        static_primary || config.lease.candidate,
         &store,
+        lease_task.as_mut(),
         &mut signals,
     )
     .await;
     background.abort();
     http.abort();
-    if let Some((r, _)) = &replica {
+    if let Some(r) = &replica {
         r.abort();
     }
+    if let Some(l) = lease_task {
+        // Hand the lease back so another candidate need not wait for the TTL.
+        l.shutdown().await;
+    }
+    drop(static_tx);
 
-    drop(lease_tx);
     info!("unmounting");
     let unmounted = tokio::task::spawn_blocking(move || mount.unmount());
     if tokio::time::timeout(UNMOUNT_WAIT, unmounted).await.is_err() {
@@ -171,25 +252,26 @@ async fn run_exec(
     entries: &[ExecEntry],
     is_candidate: bool,
     store: &Arc<Store>,
+    lease: Option<&mut LeaseHandle>,
     signals: &mut Signals,
 ) -> Result<i32> {
-    let fatal = wait_fatal(store.clone());
+    let fatal = wait_fatal(store.clone(), lease);
     tokio::pin!(fatal);
     let pre = exec::run_pre_commands(entries, is_candidate, signals);
     tokio::select! {
         res = pre => res?,
-        reason = &mut fatal => {
-            error!(%reason, "stopping: a commit could not be captured");
-            return Ok(EXIT_CAPTURE_FAILED);
+        (reason, code) = &mut fatal => {
+            error!(%reason, "stopping");
+            return Ok(code);
         }
     }
     let Some(entry) = exec::app_entry(entries, is_candidate) else {
         info!("no exec command; waiting for a signal");
         tokio::select! {
             sig = signals.recv() => info!(signal = %sig, "signal received, shutting down"),
-            reason = &mut fatal => {
-                error!(%reason, "stopping: a commit could not be captured");
-                return Ok(EXIT_CAPTURE_FAILED);
+            (reason, code) = &mut fatal => {
+                error!(%reason, "stopping");
+                return Ok(code);
             }
         }
         return Ok(0);
@@ -202,21 +284,34 @@ async fn run_exec(
             info!(code, "app exited");
             Ok(code)
         }
-        reason = &mut fatal => {
-            error!(%reason, "stopping the app: a commit could not be captured");
+        (reason, code) = &mut fatal => {
+            error!(%reason, "stopping the app");
             let _ = app.terminate(APP_STOP_GRACE).await;
-            Ok(EXIT_CAPTURE_FAILED)
+            Ok(code)
         }
     }
 }
 
-/// Resolves once the store has stopped taking writes.
-async fn wait_fatal(store: Arc<Store>) -> String {
+/// Resolves once the node must stop: the store stopped taking writes (a
+/// commit could not be captured), or the lease task gave up (this node may
+/// not join the cluster). The reason and the exit code.
+async fn wait_fatal(store: Arc<Store>, lease: Option<&mut LeaseHandle>) -> (String, i32) {
+    let lease_failed = async {
+        match lease {
+            Some(l) => l.failed().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(lease_failed);
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
-        tick.tick().await;
-        if let Some(reason) = store.fatal() {
-            return reason;
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Some(reason) = store.fatal() {
+                    return (format!("a commit could not be captured: {reason}"), EXIT_CAPTURE_FAILED);
+                }
+            }
+            reason = &mut lease_failed => return (format!("lease: {reason}"), EXIT_LEASE_FAILED),
         }
     }
 }

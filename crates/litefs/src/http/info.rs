@@ -59,7 +59,10 @@ pub fn node_info(store: &Store, meta: &NodeMeta) -> NodeInfo {
         primary_url: if is_primary {
             None
         } else {
-            meta.primary_url.clone()
+            match &meta.lease {
+                Some(w) => w.borrow().primary.as_ref().map(|p| p.advertise_url.clone()),
+                None => meta.primary_url.clone(),
+            }
         },
         advertise_url: meta.advertise_url.clone(),
         epoch: store.epoch(),

@@ -36,6 +36,9 @@ pub struct NodeMeta {
     pub advertise_url: String,
     pub candidate: bool,
     pub primary_url: Option<String>,
+    /// The lease state, when it can change at runtime: `/info` reports the
+    /// primary it names rather than `primary_url`.
+    pub lease: Option<crate::lease::LeaseWatch>,
     /// The mount, for `/import` and `/export`; None without one.
     pub mount_dir: Option<std::path::PathBuf>,
 }

@@ -419,7 +419,22 @@ impl Store {
     /// Starts a new primary term: an epoch above every one seen, durable
     /// before any write of the term. Call before `set_primary(true)`.
     pub fn begin_term(&self) -> Result<u64> {
-        let next = self.epoch() + 1;
+        self.begin_term_at(0)
+    }
+
+    /// Starts a new primary term whose epoch comes from the lease server
+    /// (monotonic across the cluster): `from_lease`, or one above every
+    /// epoch this node has seen if that is higher (a lease server that was
+    /// reset must not take the epochs back).
+    pub fn begin_term_at(&self, from_lease: u64) -> Result<u64> {
+        let next = from_lease.max(self.epoch() + 1);
+        if from_lease != 0 && next != from_lease {
+            tracing::warn!(
+                from_lease,
+                known = self.epoch(),
+                "the lease server's epoch is not above one this node has seen; using {next}"
+            );
+        }
         let e = epoch::Epoch {
             epoch: next,
             own: true,
