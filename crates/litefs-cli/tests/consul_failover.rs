@@ -1,0 +1,215 @@
+//! Automatic failover on the Consul lease, three `litefs mount` processes
+//! on 127.0.0.1-3 and the in-repo Consul test server (TTL 10s, lock-delay
+//! 1s): kill -9 of the primary, the other candidate takes over and accepts
+//! writes, the killed node comes back as a replica, and the non-candidate
+//! never holds the lease. `.primary` never disappears from a node that
+//! does not hold the lease.
+//!
+//! Each run prints the time from kill -9 to the first write the new
+//! primary accepted; `LITEFS_FAILOVER_RUNS=5` does five runs in a row and
+//! prints p50 and max (how the figures in the report were made).
+
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::node::{Config, Node};
+use common::sqlite3;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The Consul test server on its own runtime, for as long as it lives.
+struct ConsulServer {
+    addr: String,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl ConsulServer {
+    fn start() -> ConsulServer {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let opts = consul_test_server::Options {
+            addr: addr.clone(),
+            token: None,
+        };
+        rt.spawn(consul_test_server::serve(listener, opts));
+        ConsulServer { addr, rt: Some(rt) }
+    }
+}
+
+impl Drop for ConsulServer {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+struct Member {
+    node: Node,
+    name: String,
+    candidate: bool,
+}
+
+impl Member {
+    fn new(host: u8, candidate: bool, consul: &str) -> Member {
+        let node = Node::on_host(host, WAIT);
+        let name = format!("node-{host}");
+        node.config(
+            Config::new(candidate)
+                .lease(&format!(
+                    "type: consul, candidate: {candidate}, hostname: \"{name}\", \
+                     advertise-url: \"{}\", reconnect-delay: \"100ms\", \
+                     consul: {{ url: \"http://{consul}\", key: \"litefs/failover\", ttl: \"10s\", lock-delay: \"1s\" }}",
+                    node.url()
+                ))
+                .skip_sync(),
+        );
+        Member {
+            node,
+            name,
+            candidate,
+        }
+    }
+
+    fn primary_file(&self) -> Option<String> {
+        std::fs::read_to_string(self.node.db(".primary"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    fn write(&self, v: i64) -> Result<(), String> {
+        let out = sqlite3(
+            &self.node.db("t.db"),
+            &format!("INSERT INTO x VALUES ({v})"),
+        );
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn acquisitions(&self) -> usize {
+        self.node.log().matches("primary lease acquired").count()
+    }
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn in_sync(members: &[Member]) -> bool {
+    let first = members[0].node.pos("t.db");
+    first.is_some() && members.iter().all(|m| m.node.pos("t.db") == first)
+}
+
+#[test]
+fn kill_9_of_the_primary_fails_over_to_another_candidate() {
+    let consul = ConsulServer::start();
+    let mut m = vec![
+        Member::new(1, true, &consul.addr),
+        Member::new(2, true, &consul.addr),
+        Member::new(3, false, &consul.addr),
+    ];
+    m[0].node.start();
+    wait_for("node-1 to acquire", || m[0].acquisitions() == 1);
+    m[1].node.start();
+    m[2].node.start();
+    let out = sqlite3(&m[0].node.db("t.db"), "CREATE TABLE x (v INTEGER)");
+    assert!(out.status.success(), "{out:?}");
+    m[0].write(0).unwrap();
+    wait_for("replicas to catch up", || in_sync(&m));
+    assert_eq!(m[0].primary_file(), None, "the holder has no .primary");
+    assert_eq!(m[1].primary_file().as_deref(), Some("node-1"));
+    assert_eq!(m[2].primary_file().as_deref(), Some("node-1"));
+
+    let runs: usize = std::env::var("LITEFS_FAILOVER_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let mut times = Vec::new();
+    let mut primary = 0;
+    for run in 1..=runs {
+        let old = &m[primary].name.clone();
+        m[primary].node.kill9().unwrap();
+        let killed = Instant::now();
+        let next = 1 - primary;
+        let mut v = run as i64 * 1000;
+        // Write through the other candidate until it accepts; meanwhile
+        // every surviving node keeps naming the old primary.
+        loop {
+            if m[next].write(v).is_ok() {
+                break;
+            }
+            for s in [next, 2] {
+                let p = m[s].primary_file();
+                assert!(
+                    p.is_some(),
+                    "{} showed no .primary during the election",
+                    m[s].name
+                );
+            }
+            assert!(
+                killed.elapsed() < WAIT,
+                "no failover:\n{}",
+                m[next].node.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let took = killed.elapsed();
+        eprintln!(
+            "failover run {run}: kill -9 of {old} to the first write accepted by {}: {:.2} s",
+            m[next].name,
+            took.as_secs_f64()
+        );
+        times.push(took);
+        v += 1;
+        m[next].write(v).unwrap();
+        wait_for("the non-candidate to follow the new primary", || {
+            m[2].primary_file().as_deref() == Some(m[next].name.as_str())
+                && m[2].node.pos("t.db") == m[next].node.pos("t.db")
+        });
+
+        // The killed node comes back and follows the new primary.
+        m[primary].node.start();
+        wait_for("the restarted node to rejoin as a replica", || {
+            m[primary].primary_file().as_deref() == Some(m[next].name.as_str()) && in_sync(&m)
+        });
+        assert!(m[primary].write(-1).is_err(), "a replica accepted a write");
+        primary = next;
+    }
+    let count = sqlite3(&m[primary].node.db("t.db"), "SELECT count(*) FROM x");
+    assert_eq!(
+        String::from_utf8_lossy(&count.stdout).trim(),
+        (1 + 2 * runs).to_string()
+    );
+    for x in &m {
+        if !x.candidate {
+            assert_eq!(x.acquisitions(), 0, "a non-candidate acquired the lease");
+        }
+        assert!(
+            x.node.log().contains("existing primary found") || x.name == "node-1",
+            "{}",
+            x.node.log()
+        );
+    }
+    times.sort();
+    eprintln!(
+        "failover over {} runs (consul test server, TTL 10s, lock-delay 1s): p50 {:.2} s, max {:.2} s",
+        times.len(),
+        times[times.len() / 2].as_secs_f64(),
+        times[times.len() - 1].as_secs_f64()
+    );
+}
