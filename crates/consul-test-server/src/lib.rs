@@ -235,10 +235,12 @@ async fn route(server: &Server, req: Request<Incoming>) -> Resp {
                 Ok(v) => v,
                 Err(e) => return error(StatusCode::BAD_REQUEST, e),
             };
-            let Some(node) = body.get("Node").and_then(Value::as_str) else {
+            let Some(node) = field(&body, "Node").and_then(Value::as_str) else {
                 return error(StatusCode::BAD_REQUEST, "Must provide node");
             };
-            let addr = body.get("Address").and_then(Value::as_str).unwrap_or("");
+            let addr = field(&body, "Address")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             server.with(|s| s.register(node, addr));
             json_reply(&json!(true), None)
         }
@@ -267,12 +269,22 @@ async fn read_json(req: Request<Incoming>) -> Result<Value, String> {
     serde_json::from_slice(&body).map_err(|e| format!("Request decode failed: {e}"))
 }
 
+/// A JSON field matched as Go's encoding/json matches it (Consul's API):
+/// any case, null meaning absent.
+fn field<'a>(body: &'a Value, name: &str) -> Option<&'a Value> {
+    body.as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_null())
+}
+
 async fn session_create(server: &Server, req: Request<Incoming>) -> Resp {
     let body = match read_json(req).await {
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let field = |k: &str| body.get(k).filter(|v| !v.is_null());
+    let field = |k: &str| field(&body, k);
     let ttl = match field("TTL")
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty())
@@ -424,7 +436,8 @@ async fn kv_get(server: &Server, req: &Request<Incoming>, key: &str) -> Resp {
                 "LockIndex": e.lock_index,
                 "Key": k,
                 "Flags": e.flags,
-                "Value": e.value.as_deref().map(base64_encode),
+                // Consul shows an empty value as null.
+                "Value": e.value.as_deref().filter(|v| !v.is_empty()).map(base64_encode),
                 "CreateIndex": e.create_index,
                 "ModifyIndex": e.modify_index,
             });
