@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use litefs::config::{Config, ExecEntry, LeaseType};
 use litefs::lease::consul::{Consul, ConsulOptions};
+use litefs::lease::etcd::{Etcd, EtcdOptions};
 use litefs::lease::machine as lease_machine;
 use litefs::lease::{LeaseHandle, LeaseOptions, PrimaryInfo, StaticLease, StoreRoles};
 use litefs::store::{Store, StoreOptions};
@@ -27,6 +28,7 @@ const UNMOUNT_WAIT: Duration = Duration::from_secs(5);
 enum LeaseKind {
     Static(StaticLease),
     Consul(Box<Consul>),
+    Etcd(Box<Etcd>),
 }
 
 pub struct MountArgs {
@@ -65,15 +67,21 @@ pub async fn run(args: MountArgs) -> Result<i32> {
             .context("lease.consul.url")?;
             LeaseKind::Consul(Box::new(consul))
         }
-        Some(other) => bail!(
-            "lease.type {:?} is not available in this build yet; use \"static\" or \"consul\"",
-            other.as_str()
-        ),
+        Some(LeaseType::Etcd) => {
+            let e = &config.lease.etcd;
+            let etcd = Etcd::new(EtcdOptions {
+                endpoints: e.endpoints.clone(),
+                key: e.key.clone(),
+                ttl: e.ttl,
+            })
+            .context("lease.etcd")?;
+            LeaseKind::Etcd(Box::new(etcd))
+        }
         None => bail!("lease.type is required"),
     };
     let static_lease = match &lease {
         LeaseKind::Static(s) => Some(s.clone()),
-        LeaseKind::Consul(_) => None,
+        LeaseKind::Consul(_) | LeaseKind::Etcd(_) => None,
     };
 
     let listener = litefs::http::bind(&config.http.addr)
@@ -177,23 +185,19 @@ pub async fn run(args: MountArgs) -> Result<i32> {
                 candidate = config.lease.candidate,
                 "consul lease"
             );
-            let roles = StoreRoles::new(
-                store.clone(),
-                own_hostname.clone(),
-                config.lease.reconnect_delay,
-                Some(config.fuse.dir.clone()),
-                ready.clone(),
-            );
-            let opts = LeaseOptions {
-                candidate: config.lease.candidate,
-                me: PrimaryInfo {
-                    hostname: own_hostname.clone(),
-                    advertise_url: advertise_url.clone(),
-                    proxy_url: None,
-                },
-                retry_delay: config.lease.reconnect_delay,
-            };
+            let (roles, opts) =
+                dynamic_lease(&config, &store, &own_hostname, &advertise_url, &ready);
             lease_task = Some(lease_machine::spawn(*consul, roles, opts, lease_tx));
+        }
+        LeaseKind::Etcd(etcd) => {
+            info!(
+                key = etcd.key(),
+                candidate = config.lease.candidate,
+                "etcd lease"
+            );
+            let (roles, opts) =
+                dynamic_lease(&config, &store, &own_hostname, &advertise_url, &ready);
+            lease_task = Some(lease_machine::spawn(*etcd, roles, opts, lease_tx));
         }
     }
     if !config.skip_sync && !lease_watch.borrow().is_primary {
@@ -314,6 +318,34 @@ async fn wait_fatal(store: Arc<Store>, lease: Option<&mut LeaseHandle>) -> (Stri
             reason = &mut lease_failed => return (format!("lease: {reason}"), EXIT_LEASE_FAILED),
         }
     }
+}
+
+/// What the lease task of a Consul or etcd lease needs from the node.
+fn dynamic_lease(
+    config: &Config,
+    store: &Arc<Store>,
+    hostname: &str,
+    advertise_url: &str,
+    ready: &Arc<tokio::sync::Notify>,
+) -> (StoreRoles, LeaseOptions) {
+    let roles = StoreRoles::new(
+        store.clone(),
+        hostname.to_string(),
+        config.lease.reconnect_delay,
+        Some(config.fuse.dir.clone()),
+        ready.clone(),
+    );
+    let opts = LeaseOptions {
+        candidate: config.lease.candidate,
+        me: PrimaryInfo {
+            hostname: hostname.to_string(),
+            advertise_url: advertise_url.to_string(),
+            // The proxy's URL is announced once the mount runs a proxy.
+            proxy_url: None,
+        },
+        retry_delay: config.lease.reconnect_delay,
+    };
+    (roles, opts)
 }
 
 fn os_hostname() -> String {

@@ -8,7 +8,9 @@
 //! primary". Backends with a lease server implement [`Backend`]; the
 //! state machine drives them the same way.
 
+mod base64;
 pub mod consul;
+pub mod etcd;
 pub mod machine;
 mod roles;
 mod static_lease;

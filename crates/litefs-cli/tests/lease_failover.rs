@@ -1,9 +1,9 @@
-//! Automatic failover on the Consul lease, three `litefs mount` processes
-//! on 127.0.0.1-3 and the in-repo Consul test server (TTL 10s, lock-delay
-//! 1s): kill -9 of the primary, the other candidate takes over and accepts
-//! writes, the killed node comes back as a replica, and the non-candidate
-//! never holds the lease. `.primary` never disappears from a node that
-//! does not hold the lease.
+//! Automatic failover, three `litefs mount` processes on 127.0.0.1-3, on
+//! the in-repo Consul test server (TTL 10s, lock-delay 1s) and on a real
+//! etcd (Debian's etcd-server, TTL 5s): kill -9 of the primary, the other
+//! candidate takes over and accepts writes, the killed node comes back as a
+//! replica, and the non-candidate never holds the lease. `.primary` never
+//! disappears from a node that does not hold the lease.
 //!
 //! Each run prints the time from kill -9 to the first write the new
 //! primary accepted; `LITEFS_FAILOVER_RUNS=5` does five runs in a row and
@@ -52,6 +52,56 @@ impl Drop for ConsulServer {
     }
 }
 
+/// A single-member etcd on loopback ports, stopped (and its data
+/// removed) on drop.
+struct EtcdServer {
+    url: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl EtcdServer {
+    fn start() -> EtcdServer {
+        let dir = tempfile::tempdir().unwrap();
+        let (client, peer) = (common::free_port(), common::free_port());
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+        let child = std::process::Command::new("etcd")
+            .args(["--name", "t", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("t={peer_url}")])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("etcd (Debian's etcd-server; ./scripts/test installs it)");
+        let server = EtcdServer {
+            url,
+            child,
+            _dir: dir,
+        };
+        wait_for("etcd to answer", || {
+            std::net::TcpStream::connect(("127.0.0.1", client)).is_ok()
+        });
+        server
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 struct Member {
     node: Node,
     name: String,
@@ -59,15 +109,16 @@ struct Member {
 }
 
 impl Member {
-    fn new(host: u8, candidate: bool, consul: &str) -> Member {
+    /// `backend`: the lease's backend fields (`consul: {...}` or
+    /// `etcd: {...}` with `type`).
+    fn new(host: u8, candidate: bool, backend: &str) -> Member {
         let node = Node::on_host(host, WAIT);
         let name = format!("node-{host}");
         node.config(
             Config::new(candidate)
                 .lease(&format!(
-                    "type: consul, candidate: {candidate}, hostname: \"{name}\", \
-                     advertise-url: \"{}\", reconnect-delay: \"100ms\", \
-                     consul: {{ url: \"http://{consul}\", key: \"litefs/failover\", ttl: \"10s\", lock-delay: \"1s\" }}",
+                    "{backend}, candidate: {candidate}, hostname: \"{name}\", \
+                     advertise-url: \"{}\", reconnect-delay: \"100ms\"",
                     node.url()
                 ))
                 .skip_sync(),
@@ -116,12 +167,30 @@ fn in_sync(members: &[Member]) -> bool {
 }
 
 #[test]
-fn kill_9_of_the_primary_fails_over_to_another_candidate() {
+fn consul_kill_9_of_the_primary_fails_over_to_another_candidate() {
     let consul = ConsulServer::start();
+    let backend = format!(
+        "type: consul, consul: {{ url: \"http://{}\", key: \"litefs/failover\", ttl: \"10s\", lock-delay: \"1s\" }}",
+        consul.addr
+    );
+    failover(&backend, "consul test server, TTL 10s, lock-delay 1s");
+}
+
+#[test]
+fn etcd_kill_9_of_the_primary_fails_over_to_another_candidate() {
+    let etcd = EtcdServer::start();
+    let backend = format!(
+        "type: etcd, etcd: {{ endpoints: [\"{}\"], key: \"litefs/failover\", ttl: \"5s\" }}",
+        etcd.url
+    );
+    failover(&backend, "etcd 3.4, TTL 5s");
+}
+
+fn failover(backend: &str, label: &str) {
     let mut m = vec![
-        Member::new(1, true, &consul.addr),
-        Member::new(2, true, &consul.addr),
-        Member::new(3, false, &consul.addr),
+        Member::new(1, true, backend),
+        Member::new(2, true, backend),
+        Member::new(3, false, backend),
     ];
     m[0].node.start();
     wait_for("node-1 to acquire", || m[0].acquisitions() == 1);
@@ -213,7 +282,7 @@ fn kill_9_of_the_primary_fails_over_to_another_candidate() {
     }
     times.sort();
     eprintln!(
-        "failover over {} runs (consul test server, TTL 10s, lock-delay 1s): p50 {:.2} s, max {:.2} s",
+        "failover over {} runs ({label}): p50 {:.2} s, max {:.2} s",
         times.len(),
         times[times.len() / 2].as_secs_f64(),
         times[times.len() - 1].as_secs_f64()
