@@ -140,25 +140,6 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     } else {
         config.lease.advertise_url.clone()
     };
-    let meta = litefs::http::NodeMeta {
-        hostname: own_hostname.clone(),
-        advertise_url: advertise_url.clone(),
-        candidate: config.lease.candidate,
-        primary_url: static_lease
-            .as_ref()
-            .and_then(|l| l.primary())
-            .map(|p| p.advertise_url.clone()),
-        lease: Some(lease_watch.clone()),
-        mount_dir: Some(config.fuse.dir.clone()),
-    };
-    let http = tokio::spawn(litefs::http::serve(listener, store.clone(), meta));
-    if !config.strict_verify {
-        // strict-verify checked every database before mounting; otherwise
-        // the clean-shutdown fast path is confirmed here, off the startup path.
-        let s = store.clone();
-        tokio::task::spawn_blocking(move || s.verify_all());
-    }
-
     let ready = Arc::new(tokio::sync::Notify::new());
     let mut replica = None;
     let mut lease_task = None;
@@ -199,6 +180,27 @@ pub async fn run(args: MountArgs) -> Result<i32> {
                 dynamic_lease(&config, &store, &own_hostname, &advertise_url, &ready);
             lease_task = Some(lease_machine::spawn(*etcd, roles, opts, lease_tx));
         }
+    }
+    // Served once the lease task runs, so `/handoff` can reach it.
+    let meta = litefs::http::NodeMeta {
+        hostname: own_hostname.clone(),
+        advertise_url: advertise_url.clone(),
+        candidate: config.lease.candidate,
+        primary_url: static_lease
+            .as_ref()
+            .and_then(|l| l.primary())
+            .map(|p| p.advertise_url.clone()),
+        lease: Some(lease_watch.clone()),
+        lease_control: lease_task.as_ref().map(LeaseHandle::control),
+        peers: Default::default(),
+        mount_dir: Some(config.fuse.dir.clone()),
+    };
+    let http = tokio::spawn(litefs::http::serve(listener, store.clone(), meta));
+    if !config.strict_verify {
+        // strict-verify checked every database before mounting; otherwise
+        // the clean-shutdown fast path is confirmed here, off the startup path.
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.verify_all());
     }
     if !config.skip_sync && !lease_watch.borrow().is_primary {
         info!("waiting to become primary or catch up with the primary before running exec (skip-sync: false)");
@@ -344,6 +346,7 @@ fn dynamic_lease(
             proxy_url: None,
         },
         retry_delay: config.lease.reconnect_delay,
+        demote_delay: config.lease.demote_delay,
     };
     (roles, opts)
 }

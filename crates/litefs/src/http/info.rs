@@ -121,6 +121,9 @@ pub fn event_line(ev: &Event) -> Bytes {
             }
         })),
         Event::Resync { db } => line(serde_json::json!({"type": "resync", "db": db})),
+        Event::Handoff { node_id, .. } => line(
+            serde_json::json!({"type": "handoff", "data": {"nodeID": format!("{node_id:016X}")}}),
+        ),
         Event::PrimaryChange {
             is_primary,
             hostname,

@@ -476,6 +476,45 @@ impl Backend for Consul {
         released.map(|_| ())
     }
 
+    fn lease_id(&self) -> Option<String> {
+        self.session.clone()
+    }
+
+    fn forget(&mut self) {
+        self.session = None;
+    }
+
+    /// LiteFS's handoff: renew the session the primary sent, then
+    /// re-acquire the key with it and this node's value (the same session
+    /// may; its LockIndex stays).
+    async fn adopt(&mut self, lease_id: &str, value: &PrimaryInfo) -> Result<u64, LeaseError> {
+        let path = format!("/v1/session/renew/{lease_id}");
+        let (status, _, body) = self
+            .call(Method::PUT, &path, Vec::new(), REQUEST_TIMEOUT)
+            .await?;
+        if status != StatusCode::OK {
+            return Err(LeaseError::Lost(format!(
+                "renewing the handed-off session: {status}: {}",
+                String::from_utf8_lossy(&body).trim()
+            )));
+        }
+        let path = format!("/v1/kv/{}?acquire={lease_id}", self.key);
+        let body = self.ok(Method::PUT, &path, value.to_value()).await?;
+        if body.as_ref().trim_ascii() != b"true" {
+            return Err(LeaseError::Lost(
+                "the key is no longer held by the handed-off session".into(),
+            ));
+        }
+        self.session = Some(lease_id.to_string());
+        match self.kv_get(&self.key, 0, Duration::ZERO).await? {
+            (Some(e), _) => Ok(e.modify_index),
+            (None, _) => Err(LeaseError::Protocol(format!(
+                "key {} missing right after it was acquired",
+                self.key
+            ))),
+        }
+    }
+
     async fn observe(&mut self, index: u64, wait: Duration) -> Result<Observed, LeaseError> {
         self.check_cluster_id().await?;
         let mut o = self.holder(index, wait).await?;

@@ -261,6 +261,38 @@ impl Backend for Etcd {
             .map(|_| ())
     }
 
+    fn lease_id(&self) -> Option<String> {
+        self.lease.clone()
+    }
+
+    fn forget(&mut self) {
+        self.lease = None;
+    }
+
+    /// Keeps the handed-off lease alive, then puts this node's value in
+    /// the key while the key is still attached to that lease.
+    async fn adopt(&mut self, lease_id: &str, value: &PrimaryInfo) -> Result<u64, LeaseError> {
+        let v = self
+            .call("/v3/lease/keepalive", json!({"ID": lease_id}))
+            .await?;
+        if num(&v["result"]["TTL"]) == 0 {
+            return Err(LeaseError::Lost(format!("etcd lease {lease_id} expired")));
+        }
+        let key = self.b64_key();
+        let txn = json!({
+            "compare": [{"key": key, "target": "LEASE", "lease": lease_id}],
+            "success": [{"request_put": {"key": key, "value": base64::encode(&value.to_value()), "lease": lease_id}}],
+        });
+        let res = self.call("/v3/kv/txn", txn).await?;
+        if res["succeeded"] != json!(true) {
+            return Err(LeaseError::Lost(
+                "the key is no longer attached to the handed-off lease".into(),
+            ));
+        }
+        self.lease = Some(lease_id.to_string());
+        Ok(num(&res["header"]["revision"]))
+    }
+
     async fn observe(&mut self, index: u64, wait: Duration) -> Result<Observed, LeaseError> {
         if index > 0 {
             self.watch(index, wait).await?;

@@ -32,11 +32,51 @@ pub struct LeaseOptions {
     pub me: PrimaryInfo,
     /// How long to wait before asking an unreachable lease server again.
     pub retry_delay: Duration,
+    /// After handing the lease off, how long before trying to take it
+    /// again (`lease.demote-delay`).
+    pub demote_delay: Duration,
 }
+
+/// How long either side of a handoff tries before giving up (LiteFS's).
+pub const HANDOFF_TIMEOUT: Duration = Duration::from_secs(5);
 
 enum Command {
     /// Step down if primary, release the lease, end the task.
     Shutdown(oneshot::Sender<()>),
+    /// Hand the lease to the connected replica `node_id`.
+    Handoff {
+        node_id: u64,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// Asks the lease task to act; cheap to clone (the HTTP API holds one).
+#[derive(Clone, Debug)]
+pub struct LeaseControl {
+    cmds: mpsc::Sender<Command>,
+}
+
+impl LeaseControl {
+    /// Hands the lease to the replica `node_id`, which must be connected
+    /// to this primary; returns once this node has stepped down.
+    pub async fn handoff(&self, node_id: u64) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.cmds
+            .send(Command::Handoff { node_id, reply })
+            .await
+            .map_err(|_| "the lease task has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the lease task has stopped".to_string())?
+    }
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Shutdown(_) => f.write_str("Shutdown"),
+            Command::Handoff { node_id, .. } => write!(f, "Handoff({node_id:016X})"),
+        }
+    }
 }
 
 /// The running lease task: its state and a way to end it.
@@ -49,6 +89,12 @@ pub struct LeaseHandle {
 impl LeaseHandle {
     pub fn watch(&self) -> LeaseWatch {
         self.watch.clone()
+    }
+
+    pub fn control(&self) -> LeaseControl {
+        LeaseControl {
+            cmds: self.cmds.clone(),
+        }
     }
 
     /// Steps down (when primary) and releases the lease so another node can
@@ -109,25 +155,23 @@ struct Machine<B, R> {
 /// How a term as primary ended.
 enum Held {
     Lost,
+    HandedOff,
     Shutdown(Option<oneshot::Sender<()>>),
 }
 
 impl<B: Backend, R: Roles> Machine<B, R> {
     async fn run(mut self) -> Result<(), String> {
         let mut index = 0;
+        // After a handoff this node lets the new holder settle in.
+        let mut no_acquire_until = Instant::now();
         loop {
-            if self.opts.candidate {
+            let mut won = None;
+            if self.opts.candidate && Instant::now() >= no_acquire_until {
                 let started = Instant::now();
                 match self.backend.acquire(&self.opts.me).await {
                     Ok(Acquire::Won { epoch }) => {
                         self.clear_error();
-                        match self.hold(epoch, started).await {
-                            Held::Lost => {
-                                index = 0;
-                                continue;
-                            }
-                            Held::Shutdown(done) => return self.finish(done),
-                        }
+                        won = Some((epoch, started));
                     }
                     Ok(Acquire::Held { primary, index: i }) => {
                         self.clear_error();
@@ -153,26 +197,77 @@ impl<B: Backend, R: Roles> Machine<B, R> {
                     }
                 }
             }
-            let observed = tokio::select! {
-                r = self.backend.observe(index, WATCH_WAIT) => r,
-                c = self.cmds.recv() => return self.finish(shutdown_reply(c)),
-            };
-            match observed {
-                Ok(o) => {
-                    self.clear_error();
-                    index = o.index;
-                    if let Some(p) = o.primary.filter(|p| *p != self.opts.me) {
-                        self.follow(p).await;
+            if won.is_none() {
+                let wait = if self.opts.candidate && no_acquire_until > Instant::now() {
+                    no_acquire_until - Instant::now()
+                } else {
+                    WATCH_WAIT
+                };
+                tokio::select! {
+                    observed = self.backend.observe(index, wait) => match observed {
+                        Ok(o) => {
+                            self.clear_error();
+                            index = o.index;
+                            if let Some(p) = o.primary.filter(|p| *p != self.opts.me) {
+                                self.follow(p).await;
+                            }
+                        }
+                        Err(LeaseError::Fatal(reason)) => return Err(reason),
+                        Err(e) => {
+                            self.server_error(&e);
+                            index = 0;
+                            if let Some(done) = self.pause(self.opts.retry_delay).await {
+                                return self.finish(done);
+                            }
+                        }
+                    },
+                    lease_id = self.roles.handoff_offered() => {
+                        won = self.adopt(lease_id).await;
+                    }
+                    c = self.cmds.recv() => {
+                        if let Some(done) = not_primary(c) {
+                            return self.finish(done);
+                        }
                     }
                 }
-                Err(LeaseError::Fatal(reason)) => return Err(reason),
-                Err(e) => {
-                    self.server_error(&e);
-                    index = 0;
-                    if let Some(done) = self.pause(self.opts.retry_delay).await {
-                        return self.finish(done);
+            }
+            if let Some((epoch, started)) = won {
+                match self.hold(epoch, started).await {
+                    Held::Lost => index = 0,
+                    Held::HandedOff => {
+                        index = 0;
+                        no_acquire_until = Instant::now() + self.opts.demote_delay;
                     }
+                    Held::Shutdown(done) => return self.finish(done),
                 }
+            }
+        }
+    }
+
+    /// Takes over a lease the primary handed to this node; the epoch and
+    /// when, or None (logged) if it could not within the handoff timeout.
+    async fn adopt(&mut self, lease_id: String) -> Option<(u64, Instant)> {
+        if !self.opts.candidate {
+            tracing::warn!("offered the lease, but this node is not a candidate");
+            return None;
+        }
+        let started = Instant::now();
+        match tokio::time::timeout(
+            HANDOFF_TIMEOUT,
+            self.backend.adopt(&lease_id, &self.opts.me),
+        )
+        .await
+        {
+            Ok(Ok(epoch)) => Some((epoch, started)),
+            Ok(Err(e)) => {
+                tracing::warn!("could not take over the handed-off lease: {e}");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "could not take over the handed-off lease within {HANDOFF_TIMEOUT:?}"
+                );
+                None
             }
         }
     }
@@ -205,13 +300,32 @@ impl<B: Backend, R: Roles> Machine<B, R> {
             let deadline = confirmed + ttl - margin;
             tokio::select! {
                 _ = tokio::time::sleep_until(next.min(deadline)) => {}
-                c = self.cmds.recv() => {
-                    self.roles.step_down().await;
-                    if let Err(e) = self.backend.release().await {
-                        tracing::warn!("releasing the lease: {e}");
+                c = self.cmds.recv() => match c {
+                    Some(Command::Handoff { node_id, reply }) => {
+                        match self.hand_off(node_id, margin).await {
+                            Ok(()) => {
+                                self.demoted(epoch);
+                                let _ = reply.send(Ok(()));
+                                return Held::HandedOff;
+                            }
+                            Err(e) => {
+                                tracing::warn!(node = %format!("{node_id:016X}"), "handoff refused: {e}");
+                                let _ = reply.send(Err(e));
+                                continue;
+                            }
+                        }
                     }
-                    self.demoted(epoch);
-                    return Held::Shutdown(shutdown_reply(c));
+                    c => {
+                        self.roles.step_down().await;
+                        if let Err(e) = self.backend.release().await {
+                            tracing::warn!("releasing the lease: {e}");
+                        }
+                        self.demoted(epoch);
+                        return Held::Shutdown(c.and_then(|c| match c {
+                            Command::Shutdown(done) => Some(done),
+                            Command::Handoff { .. } => None,
+                        }));
+                    }
                 }
             }
             let now = Instant::now();
@@ -247,6 +361,24 @@ impl<B: Backend, R: Roles> Machine<B, R> {
         }
     }
 
+    /// Renews once more (the new holder gets a whole TTL), then steps down
+    /// in favour of `node_id` and forgets the lease, which is now theirs.
+    async fn hand_off(&mut self, node_id: u64, margin: Duration) -> Result<(), String> {
+        match tokio::time::timeout(margin, self.backend.renew()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("renewing before the handoff: {e}")),
+            Err(_) => return Err("renewing before the handoff timed out".into()),
+        }
+        let lease_id = self
+            .backend
+            .lease_id()
+            .ok_or_else(|| "no lease to hand off".to_string())?;
+        self.roles.hand_off(node_id, lease_id).await;
+        self.backend.forget();
+        tracing::info!(node = %format!("{node_id:016X}"), "primary lease handed off");
+        Ok(())
+    }
+
     async fn follow(&mut self, p: PrimaryInfo) {
         let cur = self.state.borrow().clone();
         if !cur.is_primary && cur.primary.as_ref() == Some(&p) {
@@ -280,9 +412,16 @@ impl<B: Backend, R: Roles> Machine<B, R> {
 
     /// Waits `d` unless a shutdown comes first (returned).
     async fn pause(&mut self, d: Duration) -> Option<Option<oneshot::Sender<()>>> {
-        tokio::select! {
-            _ = tokio::time::sleep(d) => None,
-            c = self.cmds.recv() => Some(shutdown_reply(c)),
+        let until = Instant::now() + d;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return None,
+                c = self.cmds.recv() => {
+                    if let Some(done) = not_primary(c) {
+                        return Some(done);
+                    }
+                }
+            }
         }
     }
 
@@ -308,8 +447,17 @@ impl<B: Backend, R: Roles> Machine<B, R> {
     }
 }
 
-fn shutdown_reply(c: Option<Command>) -> Option<oneshot::Sender<()>> {
-    c.map(|Command::Shutdown(done)| done)
+/// A command while not primary: a handoff is refused at once; a shutdown
+/// (or the handle gone) ends the task (Some).
+fn not_primary(c: Option<Command>) -> Option<Option<oneshot::Sender<()>>> {
+    match c {
+        None => Some(None),
+        Some(Command::Shutdown(done)) => Some(Some(done)),
+        Some(Command::Handoff { reply, .. }) => {
+            let _ = reply.send(Err("this node is not the primary".into()));
+            None
+        }
+    }
 }
 
 #[cfg(test)]

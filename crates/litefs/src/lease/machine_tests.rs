@@ -15,6 +15,8 @@ struct Server {
     holder: Option<(u32, PrimaryInfo, Instant)>,
     index: u64,
     down: bool,
+    /// Each node's stream from the primary, for HANDOFF.
+    offers: std::collections::HashMap<u64, tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl Server {
@@ -84,6 +86,29 @@ impl Backend for Fake {
         Ok(())
     }
 
+    fn lease_id(&self) -> Option<String> {
+        let s = self.server.lock().unwrap();
+        s.holder
+            .as_ref()
+            .filter(|h| h.0 == self.id)
+            .map(|h| format!("lease-{}", h.0))
+    }
+
+    fn forget(&mut self) {}
+
+    async fn adopt(&mut self, lease_id: &str, value: &PrimaryInfo) -> Result<u64, LeaseError> {
+        let mut s = self.check()?;
+        match &mut s.holder {
+            Some(h) if format!("lease-{}", h.0) == lease_id => {
+                *h = (self.id, value.clone(), Instant::now() + TTL);
+            }
+            _ => return Err(LeaseError::Lost("no such lease".into())),
+        }
+        s.index += 1;
+        self.changed.notify_waiters();
+        Ok(s.index)
+    }
+
     async fn observe(&mut self, index: u64, wait: Duration) -> Result<Observed, LeaseError> {
         let end = Instant::now() + wait;
         loop {
@@ -106,9 +131,20 @@ impl Backend for Fake {
     }
 }
 
-/// Records what the machine asked of the node, with when.
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<(Instant, String)>>>);
+/// Records what the machine asked of the node, with when; hands off
+/// through `Offers`, and receives this node's offers on the receiver.
+#[derive(Default)]
+struct Log(
+    Arc<Mutex<Vec<(Instant, String)>>>,
+    Arc<Mutex<Server>>,
+    Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
+);
+
+impl Clone for Log {
+    fn clone(&self) -> Log {
+        Log(self.0.clone(), self.1.clone(), None)
+    }
+}
 
 impl Log {
     fn events(&self) -> Vec<String> {
@@ -138,6 +174,23 @@ impl Roles for Log {
     async fn follow(&mut self, p: &PrimaryInfo) {
         self.push(format!("follow {}", p.hostname));
     }
+    async fn hand_off(&mut self, node_id: u64, lease_id: String) {
+        self.push(format!("hand off {lease_id} to n{node_id}"));
+        let offers = self.1.lock().unwrap().offers.get(&node_id).cloned();
+        if let Some(tx) = offers {
+            let _ = tx.send(lease_id);
+        }
+    }
+    async fn handoff_offered(&mut self) -> String {
+        // Cancel-safe: the machine drops this future whenever another
+        // branch of its select wins.
+        if let Some(rx) = self.2.as_mut() {
+            if let Some(id) = rx.recv().await {
+                return id;
+            }
+        }
+        std::future::pending().await
+    }
 }
 
 fn info(name: &str) -> PrimaryInfo {
@@ -160,15 +213,19 @@ fn node(id: u32, candidate: bool, server: &Arc<Mutex<Server>>, changed: &Arc<Not
         server: server.clone(),
         changed: changed.clone(),
     };
-    let log = Log::default();
+    let (offer, offers) = tokio::sync::mpsc::unbounded_channel();
+    server.lock().unwrap().offers.insert(id as u64, offer);
+    let log = Log(Arc::default(), server.clone(), None);
+    let roles = Log(log.0.clone(), server.clone(), Some(offers));
     let (tx, _) = watch::channel(LeaseState::default());
     let opts = LeaseOptions {
         candidate,
         me: info(&format!("n{id}")),
         retry_delay: Duration::from_secs(1),
+        demote_delay: Duration::from_secs(10),
     };
     Node {
-        handle: spawn(backend.clone(), log.clone(), opts, tx),
+        handle: spawn(backend.clone(), roles, opts, tx),
         log,
         backend,
     }
@@ -269,4 +326,43 @@ async fn a_lease_taken_away_is_noticed_at_the_next_renewal() {
     assert_eq!(a.log.events(), ["up 1", "down", "follow n9"]);
     let s = a.handle.watch().borrow().clone();
     assert_eq!((s.is_primary, s.primary), (false, Some(info("n9"))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handoff_moves_the_lease_at_once_and_the_old_holder_waits() {
+    let (server, changed) = (Arc::default(), Arc::new(Notify::new()));
+    let a = node(1, true, &server, &changed);
+    settle().await;
+    let b = node(2, true, &server, &changed);
+    settle().await;
+    assert_eq!(
+        b.handle.control().handoff(1).await,
+        Err("this node is not the primary".into())
+    );
+    let before = Instant::now();
+    a.handle.control().handoff(2).await.unwrap();
+    settle().await;
+    let up = b.log.when("up 2").unwrap_or_else(|| {
+        panic!(
+            "b takes the lease over: {:?} / {:?}",
+            b.log.events(),
+            a.log.events()
+        )
+    });
+    assert!(
+        up - before < Duration::from_millis(100),
+        "{:?}",
+        up - before
+    );
+    assert_eq!(
+        a.log.events(),
+        ["up 1", "hand off lease-1 to n2", "follow n2"]
+    );
+    // a holds back for demote-delay and never takes the lease from b.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        a.log.events(),
+        ["up 1", "hand off lease-1 to n2", "follow n2"]
+    );
+    assert!(b.handle.watch().borrow().is_primary);
 }

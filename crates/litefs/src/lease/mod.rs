@@ -18,7 +18,7 @@ mod static_lease;
 use std::future::Future;
 use std::time::Duration;
 
-pub use machine::{LeaseHandle, LeaseOptions};
+pub use machine::{LeaseControl, LeaseHandle, LeaseOptions};
 pub use roles::StoreRoles;
 pub use static_lease::StaticLease;
 
@@ -148,6 +148,20 @@ pub trait Backend: Send + 'static {
 
     /// Gives the held lease up so another node can take it at once.
     fn release(&mut self) -> impl Future<Output = Result<(), LeaseError>> + Send;
+
+    /// The held lease's ID (Consul session, etcd lease), for a handoff.
+    fn lease_id(&self) -> Option<String>;
+
+    /// Drops the held lease without releasing it: it was handed off.
+    fn forget(&mut self);
+
+    /// Takes over the lease `lease_id` another node handed to this one and
+    /// puts `value` in the key; the new term's epoch.
+    fn adopt(
+        &mut self,
+        lease_id: &str,
+        value: &PrimaryInfo,
+    ) -> impl Future<Output = Result<u64, LeaseError>> + Send;
 
     /// The holder; with `index` from an earlier answer, waits up to `wait`
     /// for a change after it (0: answers at once).

@@ -27,6 +27,14 @@ pub trait Roles: Send + 'static {
 
     /// Follow `primary` (another node) as a replica.
     fn follow(&mut self, primary: &PrimaryInfo) -> impl Future<Output = ()> + Send;
+
+    /// Step down in favour of the replica `node_id`, passing it `lease_id`
+    /// after every transaction so far.
+    fn hand_off(&mut self, node_id: u64, lease_id: String) -> impl Future<Output = ()> + Send;
+
+    /// Resolves when the primary hands its lease to this node (the lease
+    /// ID it sent).
+    fn handoff_offered(&mut self) -> impl Future<Output = String> + Send;
 }
 
 /// [`Roles`] over the store and the replication client.
@@ -40,6 +48,8 @@ pub struct StoreRoles {
     /// Notified each time the replica has caught up with a primary.
     ready: Arc<tokio::sync::Notify>,
     client: Option<Follower>,
+    /// The store's events, for handoffs offered to this node.
+    events: tokio::sync::broadcast::Receiver<crate::store::Event>,
 }
 
 struct Follower {
@@ -57,6 +67,7 @@ impl StoreRoles {
         ready: Arc<tokio::sync::Notify>,
     ) -> StoreRoles {
         StoreRoles {
+            events: store.subscribe(),
             store,
             hostname,
             reconnect_delay,
@@ -103,6 +114,18 @@ impl Roles for StoreRoles {
         }
     }
 
+    async fn hand_off(&mut self, node_id: u64, lease_id: String) {
+        let store = self.store.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || store.hand_off(node_id, lease_id)).await
+        {
+            tracing::error!("handing off: {e}");
+        }
+    }
+
+    async fn handoff_offered(&mut self) -> String {
+        self.next_offer().await
+    }
+
     async fn follow(&mut self, primary: &PrimaryInfo) {
         if self
             .client
@@ -128,6 +151,22 @@ impl Roles for StoreRoles {
             stop,
             task,
         });
+    }
+}
+
+impl StoreRoles {
+    async fn next_offer(&mut self) -> String {
+        use tokio::sync::broadcast::error::RecvError;
+        let me = self.store.node_id();
+        loop {
+            match self.events.recv().await {
+                Ok(crate::store::Event::Handoff { node_id, lease_id }) if node_id == me => {
+                    return lease_id
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
     }
 }
 

@@ -330,10 +330,9 @@ fn apply_frames(
                 Frame::DropDb { name } => {
                     tracing::warn!(db = %name, "primary no longer has this database; keeping it")
                 }
-                Frame::Handoff { .. } => {
-                    tracing::warn!(
-                        "primary offered a lease handoff; the static lease cannot take it"
-                    )
+                Frame::Handoff { lease_id } => {
+                    tracing::info!("the primary hands its lease to this node");
+                    store.offer_handoff(lease_id);
                 }
             }
         }

@@ -259,6 +259,38 @@ impl Store {
         }
     }
 
+    /// Steps down in favour of the replica `node_id` without a gap: closes
+    /// the write gate (after the log is flushed), then tells that replica's
+    /// stream to send it `lease_id` after every transaction so far, then
+    /// ends the streams.
+    pub fn hand_off(&self, node_id: u64, lease_id: String) {
+        for db in self.dbs() {
+            if let Err(e) = db.flush_log() {
+                tracing::error!(db = db.name(), "{e}");
+            }
+        }
+        if !self.shared.primary.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        for listener in self.shared.role_listeners.lock().expect("listeners").iter() {
+            listener(false);
+        }
+        self.shared.emit(Event::Handoff { node_id, lease_id });
+        self.shared.emit(Event::PrimaryChange {
+            is_primary: false,
+            hostname: self.primary_hostname(),
+        });
+    }
+
+    /// A HANDOFF frame arrived from the primary: offers its lease to this
+    /// node's lease task.
+    pub fn offer_handoff(&self, lease_id: String) {
+        self.shared.emit(Event::Handoff {
+            node_id: self.node_id(),
+            lease_id,
+        });
+    }
+
     /// Transactions and primary changes from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
         self.shared.events.subscribe()
