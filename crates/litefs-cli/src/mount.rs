@@ -50,6 +50,9 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     };
 
     let lease = match config.lease.kind {
+        Some(LeaseType::Static) if config.lease.promote => {
+            bail!("lease.promote applies to the consul and etcd leases only (lease.type is static)")
+        }
         Some(LeaseType::Static) => LeaseKind::Static(StaticLease::new(
             config.lease.candidate,
             &config.lease.hostname,
@@ -135,6 +138,15 @@ pub async fn run(args: MountArgs) -> Result<i32> {
         None
     }
     .unwrap_or_else(os_hostname);
+    let local_api = {
+        let a = listener.local_addr()?;
+        let ip = if a.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            a.ip().to_string()
+        };
+        format!("http://{ip}:{}", a.port())
+    };
     let advertise_url = if config.lease.advertise_url.is_empty() && static_lease.is_none() {
         format!("http://{own_hostname}:{}", listener.local_addr()?.port())
     } else {
@@ -220,6 +232,8 @@ pub async fn run(args: MountArgs) -> Result<i32> {
         }
     }
 
+    let promoter = (config.lease.promote && config.lease.candidate && lease_task.is_some())
+        .then(|| tokio::spawn(promote_when_synced(local_api, lease_watch.clone())));
     let background = spawn_background(store.clone(), config.data.retention_monitor_interval);
     let code = run_exec(
         &exec_entries,
@@ -230,6 +244,9 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     )
     .await;
     background.abort();
+    if let Some(p) = promoter {
+        p.abort();
+    }
     http.abort();
     if let Some(r) = &replica {
         r.abort();
@@ -318,6 +335,39 @@ async fn wait_fatal(store: Arc<Store>, lease: Option<&mut LeaseHandle>) -> (Stri
                 }
             }
             reason = &mut lease_failed => return (format!("lease: {reason}"), EXIT_LEASE_FAILED),
+        }
+    }
+}
+
+/// `lease.promote: true`: once this candidate follows a primary, ask it
+/// (through this node's own `POST /promote`) to hand the lease over; again
+/// every second until this node is primary. A node not yet connected or
+/// caught up is refused by the primary and tries again.
+async fn promote_when_synced(local_api: String, mut lease: litefs::lease::LeaseWatch) {
+    let url = format!("{local_api}/promote");
+    loop {
+        if lease.borrow().is_primary {
+            return;
+        }
+        if lease.borrow().primary.is_some() {
+            match litefs::http::post(&url).await {
+                Ok((200, _)) => {
+                    info!("promoted: this node took the lease over (lease.promote)");
+                    return;
+                }
+                Ok((status, body)) => {
+                    debug!(status, body = body.trim(), "promotion not yet possible")
+                }
+                Err(e) => debug!("promotion not yet possible: {e}"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            changed = lease.changed() => {
+                if changed.is_err() {
+                    return; // the lease task has ended
+                }
+            }
         }
     }
 }

@@ -410,3 +410,32 @@ fn handoff(backend: &str, label: &str) {
     assert!(ok, "promoting the primary itself is a no-op success");
     assert_eq!(m[2].acquisitions(), 0);
 }
+
+/// `lease.promote: true`: a candidate that joins a cluster whose primary is
+/// another node takes the lease over once it follows it.
+#[test]
+fn a_candidate_with_promote_takes_over_once_synced() {
+    let etcd = EtcdServer::start();
+    let backend = format!(
+        "type: etcd, etcd: {{ endpoints: [\"{}\"], key: \"litefs/promote\", ttl: \"5s\" }}",
+        etcd.url
+    );
+    let mut a = Member::new(1, true, &backend);
+    let mut b = Member::new(2, true, &format!("{backend}, promote: true"));
+    a.node.start();
+    wait_for("node-1 to acquire", || a.acquisitions() == 1);
+    let out = sqlite3(&a.node.db("t.db"), "CREATE TABLE x (v INTEGER)");
+    assert!(out.status.success(), "{out:?}");
+    a.write(1).unwrap();
+    b.node.start();
+    wait_for("node-2 to take over", || b.write(2).is_ok());
+    assert!(b.node.log().contains("promoted"), "{}", b.node.log());
+    wait_for("node-1 to follow node-2", || {
+        a.primary_file().as_deref() == Some("node-2") && a.node.pos("t.db") == b.node.pos("t.db")
+    });
+    let rows = sqlite3(&b.node.db("t.db"), "SELECT group_concat(v) FROM x");
+    assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), "1,2");
+    // node-1 waits out demote-delay and does not take the lease back.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(a.acquisitions(), 1);
+}
