@@ -277,6 +277,10 @@ impl<B: Backend, R: Roles> Machine<B, R> {
     /// renewal (counted from when it was sent) plus the TTL, less a margin,
     /// so that it stops writing before any other node can take the lease.
     async fn hold(&mut self, backend_epoch: u64, acquired_at: Instant) -> Held {
+        let ttl = self.backend.ttl();
+        let margin = (ttl / 10).clamp(Duration::from_millis(500), ttl / 2);
+        self.roles
+            .lease_valid_until((acquired_at + ttl - margin).into_std());
         let epoch = match self.roles.step_up(backend_epoch).await {
             Ok(e) => e,
             Err(e) => {
@@ -292,8 +296,6 @@ impl<B: Backend, R: Roles> Machine<B, R> {
             primary: None,
             epoch,
         });
-        let ttl = self.backend.ttl();
-        let margin = (ttl / 10).clamp(Duration::from_millis(500), ttl / 2);
         let mut confirmed = acquired_at;
         let mut next = confirmed + ttl / 2;
         loop {
@@ -340,6 +342,8 @@ impl<B: Backend, R: Roles> Machine<B, R> {
                         }
                         confirmed = now;
                         next = now + ttl / 2;
+                        self.roles
+                            .lease_valid_until((now + ttl - margin).into_std());
                         continue;
                     }
                     Ok(Err(LeaseError::Lost(m))) => m,

@@ -168,6 +168,7 @@ impl Roles for Log {
         self.push(format!("up {epoch}"));
         Ok(epoch)
     }
+    fn lease_valid_until(&mut self, _: std::time::Instant) {}
     async fn step_down(&mut self) {
         self.push("down".into());
     }

@@ -21,6 +21,10 @@ pub trait Roles: Send + 'static {
     /// above `epoch`, open the write gate. Returns the term's epoch.
     fn step_up(&mut self, epoch: u64) -> impl Future<Output = Result<u64, String>> + Send;
 
+    /// The lease is confirmed until `until`: no write may be accepted
+    /// after it unless confirmed again.
+    fn lease_valid_until(&mut self, until: std::time::Instant);
+
     /// This node no longer holds the lease: close the write gate at once
     /// (its streams end with it).
     fn step_down(&mut self) -> impl Future<Output = ()> + Send;
@@ -99,6 +103,10 @@ impl Roles for StoreRoles {
             .map_err(|e| format!("starting a primary term: {e}"))?;
         self.store.set_primary(true);
         Ok(epoch)
+    }
+
+    fn lease_valid_until(&mut self, until: std::time::Instant) {
+        self.store.set_lease_valid_until(until);
     }
 
     async fn step_down(&mut self) {

@@ -17,6 +17,7 @@ pub mod ltxlog;
 pub mod pos;
 pub mod sqlite;
 
+mod abort;
 mod apply;
 mod commit;
 mod diverged;
@@ -105,6 +106,19 @@ pub(crate) struct Shared {
     pub(crate) ltx_bytes: AtomicU64,
     /// Replication streams this primary is serving now.
     streams: std::sync::atomic::AtomicI64,
+    /// Until when (see [`monotonic_ns`]) the lease is known to be held; 0
+    /// when the lease does not expire (static).
+    lease_until: AtomicU64,
+}
+
+/// Nanoseconds on the monotonic clock since the first call.
+fn monotonic_ns() -> u64 {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(std::time::Instant::now);
+    (std::time::Instant::now()
+        .saturating_duration_since(base)
+        .as_nanos() as u64)
+        .max(1)
 }
 
 type Invalidator = Box<dyn Fn(&Db) + Send + Sync>;
@@ -115,6 +129,18 @@ pub type RoleListener = Box<dyn Fn(bool) + Send + Sync>;
 impl Shared {
     pub fn is_primary(&self) -> bool {
         self.primary.load(Ordering::SeqCst)
+    }
+
+    /// Primary, and the lease is known to be held right now: a write that
+    /// reaches the store after the lease's confirmed time ran out (a process
+    /// that was paused, say) is refused even before the lease task has
+    /// stepped down.
+    pub fn may_write(&self) -> bool {
+        if !self.is_primary() {
+            return false;
+        }
+        let until = self.lease_until.load(Ordering::SeqCst);
+        until == 0 || monotonic_ns() < until
     }
 
     pub fn fatal(&self) -> Option<String> {
@@ -171,6 +197,7 @@ impl Store {
             own_term: AtomicBool::new(false),
             ltx_bytes: AtomicU64::new(0),
             streams: std::sync::atomic::AtomicI64::new(0),
+            lease_until: AtomicU64::new(0),
         });
         let e = epoch::load(&opts.data_dir)?;
         shared.epoch.store(e.epoch, Ordering::SeqCst);
@@ -248,6 +275,9 @@ impl Store {
             }
         }
         let was = self.shared.primary.swap(primary, Ordering::SeqCst);
+        if was && !primary {
+            self.abort_uncommitted();
+        }
         if was != primary {
             for listener in self.shared.role_listeners.lock().expect("listeners").iter() {
                 listener(primary);
@@ -272,6 +302,7 @@ impl Store {
         if !self.shared.primary.swap(false, Ordering::SeqCst) {
             return;
         }
+        self.abort_uncommitted();
         for listener in self.shared.role_listeners.lock().expect("listeners").iter() {
             listener(false);
         }
@@ -282,6 +313,19 @@ impl Store {
         });
     }
 
+    /// After a demotion (writes now refused): rolls back any transaction
+    /// the demotion cut off (see `abort.rs`).
+    fn abort_uncommitted(&self) {
+        for db in self.dbs() {
+            if let Err(e) = db.abort_uncommitted() {
+                tracing::error!(
+                    db = db.name(),
+                    "rolling back a transaction cut off by the demotion: {e}"
+                );
+            }
+        }
+    }
+
     /// A HANDOFF frame arrived from the primary: offers its lease to this
     /// node's lease task.
     pub fn offer_handoff(&self, lease_id: String) {
@@ -289,6 +333,18 @@ impl Store {
             node_id: self.node_id(),
             lease_id,
         });
+    }
+
+    /// The lease is known to be held until `until` (its last confirmed
+    /// renewal plus the TTL, less a margin): writes are refused after it.
+    pub fn set_lease_valid_until(&self, until: std::time::Instant) {
+        let ns = monotonic_ns() as i128
+            + (until
+                .saturating_duration_since(std::time::Instant::now())
+                .as_nanos() as i128);
+        self.shared
+            .lease_until
+            .store(ns.clamp(1, u64::MAX as i128) as u64, Ordering::SeqCst);
     }
 
     /// Transactions and primary changes from now on.
