@@ -33,6 +33,8 @@ pub struct Config {
     skip_sync: bool,
     data: String,
     extra: String,
+    /// The whole `lease:` map (flow style), replacing the static lease.
+    lease: Option<String>,
 }
 
 impl Config {
@@ -70,6 +72,13 @@ impl Config {
         self
     }
 
+    /// The `lease:` map's fields, flow style, instead of the static lease
+    /// (`type: consul, candidate: true, consul: { ... }`).
+    pub fn lease(mut self, fields: &str) -> Config {
+        self.lease = Some(fields.to_string());
+        self
+    }
+
     /// More top-level YAML (an `exec:` section, say), appended as is.
     pub fn extra(mut self, yaml: &str) -> Config {
         self.extra = yaml.to_string();
@@ -82,7 +91,10 @@ impl Config {
         } else {
             format!(", {}", self.data)
         };
-        let mut lease = format!("type: static, candidate: {}", self.candidate);
+        let mut lease = match &self.lease {
+            Some(fields) => fields.clone(),
+            None => format!("type: static, candidate: {}", self.candidate),
+        };
         if let Some((host, url)) = &self.primary {
             lease += &format!(", hostname: \"{host}\", advertise-url: \"{url}\"");
         }

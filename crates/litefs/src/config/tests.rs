@@ -253,7 +253,12 @@ fn every_field_parses() {
             compress: false,
         }
     );
-    c.validate().unwrap();
+    // Every field parses, but a node runs one lease backend.
+    let e = c.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("lease.consul and lease.etcd are both set"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -535,6 +540,22 @@ fn validation_errors() {
     assert!(
         invalid("lease: { type: consul, consul: { url: \"http://c:8500\", ttl: 0s } }")
             .contains("lease.consul.ttl")
+    );
+    assert!(
+        invalid("lease: { type: consul, consul: { url: \"http://c:8500\", ttl: 5s } }")
+            .contains("lease.consul.ttl must be between 10s and 24h")
+    );
+    assert!(invalid(
+        "lease: { type: consul, consul: { url: \"http://c:8500\", lock-delay: 61s } }"
+    )
+    .contains("lease.consul.lock-delay must be at most 60s"));
+    assert!(invalid(
+        "lease: { type: consul, consul: { url: \"http://c:8500\" }, etcd: { endpoints: [\"http://e:2379\"] } }"
+    )
+    .contains("lease.consul and lease.etcd are both set"));
+    assert!(
+        invalid("lease: { type: etcd, consul: { url: \"http://c:8500\" } }")
+            .contains("lease.consul is set but lease.type is 'etcd'")
     );
     parse(&with_dirs(
         "lease: { type: consul, consul: { url: \"http://c:8500\" } }",

@@ -62,7 +62,10 @@ pub fn node_info(store: &Store, meta: &NodeMeta) -> NodeInfo {
         primary_url: if is_primary {
             None
         } else {
-            meta.primary_url.clone()
+            match &meta.lease {
+                Some(w) => w.borrow().primary.as_ref().map(|p| p.advertise_url.clone()),
+                None => meta.primary_url.clone(),
+            }
         },
         advertise_url: meta.advertise_url.clone(),
         proxy_url: meta.proxy_url.clone(),
@@ -122,6 +125,9 @@ pub fn event_line(ev: &Event) -> Bytes {
             }
         })),
         Event::Resync { db } => line(serde_json::json!({"type": "resync", "db": db})),
+        Event::Handoff { node_id, .. } => line(
+            serde_json::json!({"type": "handoff", "data": {"nodeID": format!("{node_id:016X}")}}),
+        ),
         Event::PrimaryChange {
             is_primary,
             hostname,

@@ -237,7 +237,7 @@ impl Db {
 
     /// Creates the file if it is missing (SQLite's O_CREAT).
     pub fn create(&self, kind: FileKind) -> Result<()> {
-        let primary = self.shared.is_primary();
+        let primary = self.shared.may_write();
         let mut st = self.lock();
         let path = self.path(kind);
         if !path.exists() {
@@ -254,7 +254,7 @@ impl Db {
     }
 
     pub fn write_at(&self, kind: FileKind, offset: u64, data: &[u8]) -> Result<()> {
-        let primary = self.shared.is_primary();
+        let primary = self.shared.may_write();
         let mut st = self.lock();
         if kind == FileKind::Database && !st.journal_active {
             // A checkpoint: see `log_writer.rs`.
@@ -270,7 +270,7 @@ impl Db {
     }
 
     pub fn set_len(&self, kind: FileKind, size: u64) -> Result<()> {
-        let primary = self.shared.is_primary();
+        let primary = self.shared.may_write();
         let mut st = self.lock();
         if kind == FileKind::Database && !st.journal_active {
             self.writer.drain()?;
@@ -285,7 +285,7 @@ impl Db {
     }
 
     pub fn unlink(&self, kind: FileKind) -> Result<()> {
-        let primary = self.shared.is_primary();
+        let primary = self.shared.may_write();
         let mut st = self.lock();
         match kind {
             FileKind::Shm => st.unlink_raw(&self.dir, kind),
