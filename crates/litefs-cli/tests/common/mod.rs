@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod node;
+pub mod powercut;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

@@ -47,10 +47,9 @@ pub(crate) fn store(data_dir: &Path, e: Epoch, sync: bool) -> Result<()> {
     } else {
         format!("{}\n", e.epoch)
     };
-    crate::store::ltxlog::write_hint(&path, body.as_bytes())?;
     if sync {
-        fs::File::open(&path).and_then(|f| f.sync_all()).at(&path)?;
-        crate::store::ltxlog::sync_dir(data_dir)?;
+        crate::store::ltxlog::write_durable(&path, body.as_bytes())
+    } else {
+        crate::store::ltxlog::write_hint(&path, body.as_bytes())
     }
-    Ok(())
 }

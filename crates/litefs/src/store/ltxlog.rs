@@ -266,6 +266,24 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Writes `body` to `path` so that a power cut leaves either the old file
+/// or the whole new one: a temp file, fdatasynced, renamed, the directory
+/// fsynced. Without the fdatasync before the rename, ext4 (delayed
+/// allocation) can commit the new name before the data and leave an
+/// empty file: a node whose `id` came back empty could not start.
+pub(crate) fn write_durable(path: &Path, body: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).at(&tmp)?;
+    f.write_all(body).at(&tmp)?;
+    f.sync_data().at(&tmp)?;
+    drop(f);
+    fs::rename(&tmp, path).at(path)?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
 /// Writes `body` to `path` atomically without fsync: for files that are
 /// hints (the position cache), never the source of truth.
 pub(crate) fn write_hint(path: &Path, body: &[u8]) -> Result<()> {

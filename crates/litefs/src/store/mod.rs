@@ -571,7 +571,7 @@ fn load_node_id(data_dir: &Path) -> Result<u64> {
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = random_u64() | 1;
-            fs::write(&path, format!("{id:016X}\n")).at(&path)?;
+            crate::store::ltxlog::write_durable(&path, format!("{id:016X}\n").as_bytes())?;
             Ok(id)
         }
         Err(e) => Err(e).at(path),
