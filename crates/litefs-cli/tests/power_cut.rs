@@ -14,9 +14,7 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::BufReader;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,6 +22,7 @@ use nix::sys::signal::Signal;
 
 mod common;
 
+use common::logcheck::assert_clean_log;
 use common::node::{Config, Node};
 use common::powercut::{Model, Rng, SimFs};
 use common::{is_mounted, sqlite3};
@@ -121,15 +120,35 @@ fn serving(n: &Node) -> bool {
     is_mounted(&n.mnt()) && fs::read_dir(n.mnt()).is_ok()
 }
 
+/// How many times the node's log says its mount came up.
+fn mounts(n: &Node) -> usize {
+    n.log().matches("litefs_fuse: mounted").count()
+}
+
+/// Starts the node and waits until this start's mount answers (a stale
+/// mount left by a kill must not pass for it).
+fn start(n: &mut Node) {
+    let before = mounts(n);
+    n.spawn(&[]);
+    let (log, mnt) = (n.log_path(), n.mnt());
+    n.wait_until("the mount", || {
+        let up = fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("litefs_fuse: mounted")
+            .count();
+        up > before && is_mounted(&mnt) && fs::read_dir(&mnt).is_ok()
+    });
+}
+
 /// Waits until the mount answers (true) or the power is cut or litefs
 /// exits (false).
-fn wait_serving(n: &mut Node, sim: &SimFs) -> bool {
+fn wait_serving(n: &mut Node, sim: &SimFs, before: usize) -> bool {
     let deadline = Instant::now() + WAIT;
     loop {
         if sim.cut().is_some() || !n.is_running() {
             return false;
         }
-        if serving(n) {
+        if mounts(n) > before && serving(n) {
             return true;
         }
         assert!(
@@ -190,7 +209,7 @@ fn life(mode: &str, model: Model, seed: u64, budget: u64, story: &mut Vec<String
     let k = 1 + rng.below(budget);
     sim.cut_at(k);
     n.spawn(&[]);
-    let writer = wait_serving(&mut n, &sim).then(|| spawn_writer(&n, mode, rng.next_u64()));
+    let writer = wait_serving(&mut n, &sim, 0).then(|| spawn_writer(&n, mode, rng.next_u64()));
     wait_cut_and_kill(&mut n, &sim, WAIT);
     let acked = writer.map(|w| stop_writer(w, &n)).unwrap_or_default();
     story.push(format!("cut at {}", sim.cut().unwrap()));
@@ -201,14 +220,15 @@ fn life(mode: &str, model: Model, seed: u64, budget: u64, story: &mut Vec<String
         // A dry run measures recovery's ops on this image; the real run
         // cuts the power somewhere inside them.
         let dry = SimFs::mount(&n.data(), model, true);
-        n.start();
+        start(&mut n);
         let ops = dry.ops();
         kill(&mut n);
         drop(dry);
         let mut sim = SimFs::mount(&n.data(), model, true);
         sim.cut_at(1 + rng.below(ops.max(1)));
+        let before = mounts(&n);
         n.spawn(&[]);
-        wait_serving(&mut n, &sim);
+        wait_serving(&mut n, &sim, before);
         wait_cut_and_kill(&mut n, &sim, Duration::from_millis(200));
         story.push(format!(
             "recovery of {ops} ops cut at {}",
@@ -217,90 +237,8 @@ fn life(mode: &str, model: Model, seed: u64, budget: u64, story: &mut Vec<String
         story.push(format!("kept {}", sim.materialize(rng.next_u64())));
     }
 
-    n.start();
+    start(&mut n);
     check(&mut n, &acked, story);
-}
-
-fn db_dir(n: &Node) -> PathBuf {
-    n.data().join("dbs").join(DB)
-}
-
-fn ltx_files(n: &Node) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(db_dir(n).join("ltx"))
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "ltx"))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// The LTX log applied in order to an empty file.
-fn replay(files: &[PathBuf]) -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut checksum = 0;
-    for f in files {
-        let r = BufReader::new(fs::File::open(f).unwrap());
-        let (_, t) = ltx::apply_verified(r, &mut out, checksum)
-            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        checksum = t.post_apply_checksum;
-    }
-    out.into_inner()
-}
-
-/// The log describes the database: replayed from TXID 1 it gives its
-/// bytes; once retention removed the start, the remaining files chain and
-/// the last one's checksum and page count are the database's.
-fn log_is_database(files: &[PathBuf], db: &[u8]) {
-    let Some(first) = files.first() else {
-        assert!(
-            db.is_empty(),
-            "no LTX file for a {}-byte database",
-            db.len()
-        );
-        return;
-    };
-    if ltx::parse_filename(first.file_name().unwrap().to_str().unwrap())
-        .unwrap()
-        .0
-        == 1
-    {
-        assert!(
-            replay(files) == db,
-            "replaying the log does not give the database"
-        );
-        return;
-    }
-    let mut last = None;
-    for f in files {
-        let (h, t) = ltx::verify(BufReader::new(fs::File::open(f).unwrap()))
-            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        if let Some((_, post)) = last {
-            assert_eq!(
-                h.pre_apply_checksum,
-                post,
-                "{}: breaks the chain",
-                f.display()
-            );
-        }
-        last = Some((h, t.post_apply_checksum));
-    }
-    let (h, post) = last.unwrap();
-    assert_eq!(
-        db.len() as u64,
-        h.commit as u64 * h.page_size as u64,
-        "database size is not the last LTX file's"
-    );
-    let sum = ltx::database_checksum(db, h.page_size).unwrap();
-    assert_eq!(sum, post, "database checksum is not the last LTX file's");
-}
-
-fn max_txid(path: &Path) -> u64 {
-    ltx::parse_filename(path.file_name().unwrap().to_str().unwrap())
-        .unwrap()
-        .1
 }
 
 /// The restarted node holds every acknowledged id, intact, its log
@@ -333,21 +271,8 @@ fn check(n: &mut Node, acked: &[u64], story: &mut Vec<String>) {
         );
     }
     let pos = n.pos(DB).expect("no -pos");
-    let pos_txid = u64::from_str_radix(pos.split('/').next().unwrap(), 16).unwrap();
     n.stop();
-    let files = ltx_files(n);
-    let last = files.last().map(|f| max_txid(f)).unwrap_or(0);
-    assert_eq!(pos_txid, last, "position {pos} is not the last LTX file");
-    log_is_database(&files, &fs::read(db_dir(n).join("database")).unwrap());
-    let left: Vec<String> = fs::read_dir(db_dir(n))
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|f| {
-            f.starts_with("database-")
-                || ["journal", "wal", "undo", "applying"].contains(&f.as_str())
-        })
-        .collect();
-    assert!(left.is_empty(), "files left behind: {left:?}");
+    assert_clean_log(n, DB, &pos);
 }
 
 #[test]

@@ -249,6 +249,21 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
 
+/// `create_dir_all`, then an fsync of the parent of each directory it
+/// created, so that a power cut cannot take a database's directories (and
+/// every acknowledged transaction in them) away: POSIX makes a new entry
+/// durable only at an fsync of its directory.
+pub(crate) fn create_dirs_durably(dir: &Path) -> Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    fs::create_dir_all(dir).at(dir)?;
+    for d in missing.iter().rev() {
+        if let Some(parent) = d.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// LTX header flags for this store's `data.compress` setting.
 pub(crate) fn header_flags(compress: bool) -> u32 {
     if compress {

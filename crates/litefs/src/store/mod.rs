@@ -152,7 +152,7 @@ impl Store {
     /// database in it. The node starts as a replica; the lease decides.
     pub fn open(opts: StoreOptions) -> Result<Store> {
         let dbs_dir = opts.data_dir.join("dbs");
-        fs::create_dir_all(&dbs_dir).at(&dbs_dir)?;
+        ltxlog::create_dirs_durably(&dbs_dir)?;
         let node_id = load_node_id(&opts.data_dir)?;
         let shared = Arc::new(Shared {
             node_id,
@@ -395,7 +395,7 @@ impl Store {
             });
         }
         let dir = self.opts.data_dir.join("dbs").join(name);
-        fs::create_dir_all(dir.join("ltx")).at(&dir)?;
+        ltxlog::create_dirs_durably(&dir.join("ltx"))?;
         self.open_db(name)
     }
 
@@ -407,7 +407,7 @@ impl Store {
             return Ok(db);
         }
         let dir = self.opts.data_dir.join("dbs").join(name);
-        fs::create_dir_all(dir.join("ltx")).at(&dir)?;
+        ltxlog::create_dirs_durably(&dir.join("ltx"))?;
         self.open_db(name)
     }
 
