@@ -87,20 +87,15 @@ pub fn assert_log_is_database(files: &[PathBuf], db: &[u8]) {
 }
 
 /// For a stopped node whose `-pos` read `pos` while it ran: the position
-/// is the last LTX file's and the log is the database.
-pub fn assert_log_at(n: &Node, db: &str, pos: &str) {
+/// is the last LTX file's, the log is the database, and nothing of a
+/// transaction or recovery is left in `dbs/<db>`.
+pub fn assert_clean_log(n: &Node, db: &str, pos: &str) {
     let files = ltx_files(n, db);
     let pos_txid = u64::from_str_radix(pos.split('/').next().unwrap(), 16).unwrap();
     let last = files.last().map(|f| txids(f).1).unwrap_or(0);
     assert_eq!(pos_txid, last, "position {pos} is not the last LTX file");
-    assert_log_is_database(&files, &fs::read(db_dir(n, db).join("database")).unwrap());
-}
-
-/// [`assert_log_at`], and for a node that recovered from a crash: nothing
-/// of a transaction or recovery is left in `dbs/<db>`.
-pub fn assert_clean_log(n: &Node, db: &str, pos: &str) {
-    assert_log_at(n, db, pos);
     let dir = db_dir(n, db);
+    assert_log_is_database(&files, &fs::read(dir.join("database")).unwrap());
     let left: Vec<String> = fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())

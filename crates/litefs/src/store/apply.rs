@@ -61,12 +61,13 @@ impl Db {
         let Some(&(last_h, last_t)) = headers.last() else {
             return Ok(self.pos());
         };
-        // Each file is durable before it is applied (the applying marker
-        // replays it after a power loss), a follower's too: unsynced, a
-        // power cut left a follower's newest LTX file torn under its final
-        // name and its startup stopped on it (tests/power_cut.rs). The
-        // database itself is always synced before the position moves.
+        // Only a replica's own log needs each file durable before it is
+        // applied (the applying marker replays it after a power loss); a
+        // follower re-fetches whatever a power loss takes from the primary
+        // (see StoreOptions::follower). The database itself is always
+        // synced before the position moves.
         let fsync = !self.shared.no_fsync;
+        let sync_files = fsync && !self.shared.follower;
 
         let mut st = self.lock();
         let (mut txid, mut checksum) = (st.pos.txid, st.checksum.value());
@@ -101,7 +102,7 @@ impl Db {
             .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
             .collect();
         fs::write(&marker, names.join("\n")).at(&marker)?;
-        if fsync {
+        if sync_files {
             File::open(&marker).and_then(|f| f.sync_all()).at(&marker)?;
         }
         for (path, dest) in paths.iter().zip(&dests) {
@@ -109,12 +110,12 @@ impl Db {
             self.shared
                 .ltx_bytes
                 .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
-            if fsync {
+            if sync_files {
                 File::open(path).and_then(|f| f.sync_all()).at(path)?;
             }
             fs::rename(path, dest).at(dest)?;
         }
-        if fsync {
+        if sync_files {
             sync_dir(self.log.dir())?;
             sync_dir(self.dir())?;
         }

@@ -58,11 +58,11 @@ pub struct StoreOptions {
     pub strict_verify: bool,
     /// Keep LTX files this long (`data.retention`).
     pub retention: Duration,
-    /// This node never becomes primary (a non-candidate): after a power
-    /// loss it cannot lose anything the primary does not still have, so a
-    /// database that no longer matches its log is resynced from the primary
-    /// (a snapshot) instead of stopping startup. Its LTX files are synced
-    /// like any node's: a torn one would stop startup before that.
+    /// This node never becomes primary (a non-candidate). Transactions it
+    /// applies are not fsynced: after a power loss it cannot lose anything
+    /// the primary does not still have, so a database that no longer
+    /// matches its log is resynced from the primary (a snapshot) instead of
+    /// stopping startup. A process crash loses nothing either way.
     pub follower: bool,
 }
 
@@ -84,6 +84,8 @@ pub(crate) struct Shared {
     pub node_id: u64,
     pub compress: bool,
     pub no_fsync: bool,
+    /// See [`StoreOptions::follower`].
+    pub follower: bool,
     primary: AtomicBool,
     fatal: Mutex<Option<String>>,
     tx_count: AtomicU64,
@@ -156,6 +158,7 @@ impl Store {
             node_id,
             compress: opts.compress,
             no_fsync: opts.no_fsync,
+            follower: opts.follower,
             primary: AtomicBool::new(false),
             fatal: Mutex::new(None),
             tx_count: AtomicU64::new(0),
