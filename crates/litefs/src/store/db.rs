@@ -349,12 +349,19 @@ impl DbState {
     pub(crate) fn file(&mut self, dir: &Path, kind: FileKind, create: bool) -> io::Result<&File> {
         let slot = &mut self.files[kind.index()];
         if slot.is_none() {
+            let path = dir.join(kind.data_file_name());
+            let new_database = create && kind == FileKind::Database && !path.exists();
             let f = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(create)
                 .truncate(false)
-                .open(dir.join(kind.data_file_name()))?;
+                .open(&path)?;
+            if new_database {
+                // The database file's name must survive a power cut like
+                // its pages do (POSIX: only a directory fsync makes it).
+                File::open(dir)?.sync_all()?;
+            }
             *slot = Some(f);
         }
         Ok(slot.as_ref().expect("just opened"))

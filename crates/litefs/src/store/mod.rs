@@ -183,7 +183,7 @@ impl Store {
     /// database in it. The node starts as a replica; the lease decides.
     pub fn open(opts: StoreOptions) -> Result<Store> {
         let dbs_dir = opts.data_dir.join("dbs");
-        fs::create_dir_all(&dbs_dir).at(&dbs_dir)?;
+        ltxlog::create_dirs_durably(&dbs_dir)?;
         let lock = DataDirLock::acquire(&opts.data_dir)?;
         for tmp in ["id.tmp", "epoch.tmp"] {
             // Left by a crash inside `write_hint`; the original is intact.
@@ -497,7 +497,7 @@ impl Store {
             });
         }
         let dir = self.opts.data_dir.join("dbs").join(name);
-        fs::create_dir_all(dir.join("ltx")).at(&dir)?;
+        ltxlog::create_dirs_durably(&dir.join("ltx"))?;
         self.open_db(name)
     }
 
@@ -509,7 +509,7 @@ impl Store {
             return Ok(db);
         }
         let dir = self.opts.data_dir.join("dbs").join(name);
-        fs::create_dir_all(dir.join("ltx")).at(&dir)?;
+        ltxlog::create_dirs_durably(&dir.join("ltx"))?;
         self.open_db(name)
     }
 
