@@ -158,3 +158,41 @@ fn corrupt_header_magic_fails_startup_naming_it() {
         "bad magic",
     );
 }
+
+#[test]
+fn a_follower_with_a_torn_ltx_file_resyncs_instead_of_refusing_to_start() {
+    let mut t = TestMount::new(true);
+    make_db(&t, "app.db", "DELETE", 5);
+    t.mount.take().unwrap().unmount();
+    t.store.close().unwrap();
+    // What a power cut leaves of a follower's unsynced newest file.
+    let newest = ltx_files(t.data.path(), "app.db").pop().unwrap();
+    let len = std::fs::metadata(&newest).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    assert!(try_open(t.data.path()).is_err(), "a candidate must refuse");
+    let mut opts = StoreOptions::new(t.data.path());
+    opts.no_fsync = true;
+    opts.follower = true;
+    let store = Store::open(opts).expect("a follower starts and resyncs");
+    assert_eq!(
+        store.db("app.db").unwrap().pos(),
+        litefs::store::Pos::default(),
+        "the follower must ask the primary for a snapshot"
+    );
+    let db_dir = t.data.path().join("dbs/app.db");
+    let kept = std::fs::read_dir(&db_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with("replaced-"))
+        .expect("the damaged log is kept aside");
+    assert!(kept
+        .path()
+        .join("ltx")
+        .join(newest.file_name().unwrap())
+        .exists());
+}

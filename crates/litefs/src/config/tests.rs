@@ -667,7 +667,7 @@ exec:
 
 #[test]
 fn proxy_db_may_be_a_list_and_advertise_url_is_checked() {
-    let base = "lease: { type: static }\n";
+    let base = "lease: { type: static }\nfuse: { dir: /mnt/t }\ndata: { dir: /var/t }\n";
     let c = parse(&format!(
         "{base}proxy: {{ addr: \":8080\", target: \"localhost:3000\", db: [a.db, b.db], \
          advertise-url: \"http://10.0.0.5:8080\" }}\n"

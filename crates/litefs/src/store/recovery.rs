@@ -127,7 +127,33 @@ pub(crate) fn recover(
     }
 
     let mut last = match log.last()? {
-        Some(entry) => Some(verify_ltx(name, &entry)?),
+        Some(entry) => match verify_ltx(name, &entry) {
+            Ok(v) => Some(v),
+            // A follower re-fetches what it lost from the primary (its log
+            // files are not fsynced, see StoreOptions::follower): after a
+            // power cut the newest may be torn. Keep it aside and resync.
+            Err(e) if opts.follower => {
+                let moved = crate::store::repair::move_aside(dir, &["ltx", "pos", "applying"])?;
+                tracing::warn!(
+                    db = name,
+                    moved = %moved.display(),
+                    "the log of this replica is damaged ({e}); asking the primary for a snapshot"
+                );
+                let db_len = fs::metadata(&db_path).at(&db_path)?.len();
+                let page_size = read_page_size(&db_path).unwrap_or(0);
+                return Ok(Recovered {
+                    pos: Pos::default(),
+                    commit: if page_size == 0 {
+                        0
+                    } else {
+                        (db_len / page_size as u64) as u32
+                    },
+                    page_size,
+                    checksum: ltx::DbChecksum::new(),
+                });
+            }
+            Err(e) => return Err(e),
+        },
         None => None,
     };
 

@@ -85,7 +85,7 @@ pub fn replayable_log(log: &LtxLog) -> Result<Option<Vec<PathBuf>>> {
 
 /// Moves `names` (those that exist) of `dir` into a new `replaced-<time>`
 /// folder beside them and returns it.
-fn move_aside(dir: &Path, names: &[&str]) -> Result<PathBuf> {
+pub(crate) fn move_aside(dir: &Path, names: &[&str]) -> Result<PathBuf> {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -96,15 +96,17 @@ impl UndoLog {
     }
 
     /// The transaction ended (committed or rolled back): its pre-images
-    /// are of no further use. Not synced: recovery proves a file applies
-    /// before it applies it.
+    /// are of no further use, and the file goes (a stale one would be
+    /// harmless: recovery proves a file applies before it applies it).
     pub fn reset(&mut self) -> Result<()> {
         self.scan = JournalScan::default();
-        if self.len > 0 {
-            self.open()?;
-            let f = self.file.as_ref().expect("opened above");
-            f.set_len(0).at(&self.path)?;
+        if self.len > 0 || self.file.is_some() {
+            self.file = None;
             self.len = 0;
+            match std::fs::remove_file(&self.path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e).at(&self.path),
+                _ => {}
+            }
         }
         Ok(())
     }
