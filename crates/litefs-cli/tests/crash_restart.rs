@@ -248,7 +248,8 @@ fn killed_during_wal_recovery_at_any_moment_restarts() {
         assert_eq!(
             text(&out.stdout).trim(),
             rows.to_string(),
-            "{what}: acknowledged rows missing\n{}",
+            "{what}: acknowledged rows missing ({})\n{}",
+            text(&out.stderr),
             n.log()
         );
         assert_recovered(n, what, None);

@@ -39,9 +39,13 @@ pub fn detach(dir: &Path) {
         .status();
 }
 
-/// `sqlite3 -bail DB SQL`, the command-line shell.
+/// `sqlite3 -bail DB SQL`, the command-line shell, waiting up to 5 s for
+/// a lock as applications do (busy_timeout): the background checksum
+/// verification after a start and a replica's apply hold SQLite's lock for
+/// a moment.
 pub fn sqlite3(db: &Path, sql: &str) -> Output {
     Command::new("sqlite3")
+        .args(["-cmd", ".timeout 5000"])
         .arg("-bail")
         .arg(db)
         .arg(sql)
