@@ -177,6 +177,16 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     let mut replica = None;
     let mut lease_task = None;
     let mut static_tx = None;
+    let dynamic = || {
+        dynamic_lease(
+            &config,
+            &store,
+            &own_hostname,
+            &advertise_url,
+            proxy_url.clone(),
+            &ready,
+        )
+    };
     match lease {
         LeaseKind::Static(l) => {
             // Never changes, but kept open: watchers see no closed channel.
@@ -199,14 +209,7 @@ pub async fn run(args: MountArgs) -> Result<i32> {
                 candidate = config.lease.candidate,
                 "consul lease"
             );
-            let (roles, opts) = dynamic_lease(
-                &config,
-                &store,
-                &own_hostname,
-                &advertise_url,
-                proxy_url.clone(),
-                &ready,
-            );
+            let (roles, opts) = dynamic();
             lease_task = Some(lease_machine::spawn(*consul, roles, opts, lease_tx));
         }
         LeaseKind::Etcd(etcd) => {
@@ -215,14 +218,7 @@ pub async fn run(args: MountArgs) -> Result<i32> {
                 candidate = config.lease.candidate,
                 "etcd lease"
             );
-            let (roles, opts) = dynamic_lease(
-                &config,
-                &store,
-                &own_hostname,
-                &advertise_url,
-                proxy_url.clone(),
-                &ready,
-            );
+            let (roles, opts) = dynamic();
             lease_task = Some(lease_machine::spawn(*etcd, roles, opts, lease_tx));
         }
     }

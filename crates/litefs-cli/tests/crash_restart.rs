@@ -22,7 +22,7 @@ use nix::sys::signal::Signal;
 mod common;
 
 use common::node::{Config, Node};
-use common::sqlite3;
+use common::{logcheck, sqlite3};
 
 const WAIT: Duration = Duration::from_secs(30);
 const DB: &str = "app.db";
@@ -32,30 +32,7 @@ fn text(b: &[u8]) -> String {
 }
 
 fn db_dir(n: &Node) -> PathBuf {
-    n.data().join("dbs").join(DB)
-}
-
-fn ltx_files(n: &Node) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(db_dir(n).join("ltx"))
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "ltx"))
-        .collect();
-    v.sort();
-    v
-}
-
-/// The LTX log applied in order to an empty file.
-fn replay(files: &[PathBuf]) -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut checksum = 0;
-    for f in files {
-        let r = BufReader::new(fs::File::open(f).unwrap());
-        let (_, t) = ltx::apply_verified(r, &mut out, checksum)
-            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        checksum = t.post_apply_checksum;
-    }
-    out.into_inner()
+    logcheck::db_dir(n, DB)
 }
 
 /// After a restart: the node runs, the database is intact, the log replays
@@ -75,7 +52,7 @@ fn assert_recovered(n: &mut Node, what: &str, want_pos: Option<&str>) {
     n.signal(Signal::SIGTERM);
     assert_eq!(n.wait_exit().code(), Some(0), "{what}: {}", n.log());
     assert_eq!(
-        replay(&ltx_files(n)),
+        logcheck::replay(&logcheck::ltx_files(n, DB)),
         fs::read(db_dir(n).join("database")).unwrap(),
         "{what}: replaying the log does not give the database"
     );
