@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::replication::{client::HEADER_EPOCH, client::HEADER_NODE_ID, frame, server};
-use crate::store::{PositionAt, Store};
+use crate::store::{cluster_id, PositionAt, Store};
 use crate::transfer;
 
 pub use info::NodeInfo;
@@ -221,6 +221,9 @@ async fn stream(req: Request<Incoming>, store: Arc<Store>, peer: SocketAddr) -> 
     tracing::info!(%peer, node = %peer_id, "stream connected");
     let (tx, rx) = mpsc::channel(64);
     let epoch = store.epoch();
+    // A data dir taken over from LiteFS keeps its cluster ID; LiteFS
+    // replicas refuse a stream without it.
+    let cluster = cluster_id::read(store.data_dir());
     tokio::spawn(async move {
         let _counted = store.stream_guard();
         match server::stream(store.clone(), positions, tx).await {
@@ -230,10 +233,13 @@ async fn stream(req: Request<Incoming>, store: Arc<Store>, peer: SocketAddr) -> 
             Err(e) => tracing::warn!(%peer, "stream ended: {e}"),
         }
     });
-    Response::builder()
+    let mut resp = Response::builder()
         .status(StatusCode::OK)
-        .header(HEADER_EPOCH, epoch.to_string())
-        .body(channel_body(rx))
+        .header(HEADER_EPOCH, epoch.to_string());
+    if let Some(id) = cluster {
+        resp = resp.header(cluster_id::HEADER_CLUSTER_ID, id);
+    }
+    resp.body(channel_body(rx))
         .expect("static response parts are valid")
 }
 
