@@ -6,13 +6,15 @@
 //! * a LiteFS primary streams to a litefs-rs replica and a litefs-rs
 //!   primary to a LiteFS replica: snapshot of a new replica, live
 //!   transactions, catch-up from LTX files after a replica restart (no new
-//!   snapshot), a primary restart; positions, rows and integrity equal;
+//!   snapshot), a primary restart, a replica kill -9 while the primary
+//!   writes; positions, rows and integrity equal;
 //! * a 3-node LiteFS cluster migrates to litefs-rs one node at a time on
 //!   the same data dirs with a writer running: no acknowledged write lost,
 //!   no node re-snapshotted, every node equal at the end;
 //! * LiteFS opens data dirs written by litefs-rs (the downgrade) at the
 //!   same positions and keeps replicating.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,7 +26,7 @@ use rusqlite::Connection;
 mod common;
 
 use common::node::{Config, Node};
-use common::LITEFS;
+use common::{detach, LITEFS};
 
 const WAIT: Duration = Duration::from_secs(30);
 const PRIMARY_HOST: &str = "node-a";
@@ -72,6 +74,24 @@ fn replica_on(host: u8, bin: &Path, primary_url: &str) -> Node {
             .skip_sync(),
     );
     r
+}
+
+/// Starts a primary and waits until it takes writes: LiteFS mounts before
+/// it has become primary ("connected to cluster, ready"), and a write in
+/// between fails as on a replica; litefs-rs mounts once it is primary.
+fn start_primary(p: &mut Node) {
+    let from = p.log().len();
+    p.start();
+    if p.log()[from..].contains("LiteFS v") {
+        let path = p.log_path();
+        p.wait_until("LiteFS to be ready", || {
+            fs::read_to_string(&path).is_ok_and(|l| {
+                l.get(from..)
+                    .unwrap_or("")
+                    .contains("connected to cluster, ready")
+            })
+        });
+    }
 }
 
 /// Snapshots a primary has sent, from its log: LiteFS says `msg="writing
@@ -197,10 +217,10 @@ fn integrity(path: &Path) -> String {
 
 /// A `primary` binary streaming to a `replica` binary: snapshot of a new
 /// replica, live transactions, LTX catch-up after a replica restart, a
-/// primary restart.
+/// primary restart, a replica killed mid-stream.
 fn stream(primary: &Path, replica: &Path) {
     let mut p = primary_on(1, primary);
-    p.start();
+    start_primary(&mut p);
     create_dbs(&p);
     write(&p, 15);
 
@@ -237,7 +257,7 @@ fn stream(primary: &Path, replica: &Path) {
 
     // Primary restart: the replica reconnects and keeps following.
     p.stop();
-    p.start();
+    start_primary(&mut p);
     write(&p, 10);
     wait_caught_up(&p, &mut r);
     assert_equal(&p, &[&r]);
@@ -247,6 +267,19 @@ fn stream(primary: &Path, replica: &Path) {
         "reconnect without a snapshot:\n{}",
         p.log()
     );
+
+    // Replica killed (-9) while the primary writes, restarted on the
+    // stale mount's directory: it comes back to the same state.
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| write(&p, 30));
+        std::thread::sleep(Duration::from_millis(30));
+        r.kill9().unwrap();
+        writer.join().unwrap();
+    });
+    detach(&r.mnt());
+    r.start();
+    wait_caught_up(&p, &mut r);
+    assert_equal(&p, &[&r]);
 
     // The replica of either kind refuses writes (LiteFS's WAL replica says
     // "disk I/O error", litefs-rs "attempt to write a readonly database")
@@ -370,7 +403,7 @@ fn swap_to_rs(n: &mut Node) {
 fn rolling_migration_from_litefs_loses_no_acknowledged_write() {
     let go = litefs_go();
     let mut p = primary_on(1, &go);
-    p.start();
+    start_primary(&mut p);
     create_dbs(&p);
     write(&p, 5);
     let mut r2 = replica_on(2, &go, &p.url());
@@ -383,11 +416,11 @@ fn rolling_migration_from_litefs_loses_no_acknowledged_write() {
     assert_eq!(snapshots, 2 * DBS.len());
 
     let w = Writer::start(&p);
-    let_write(&w, &mut p, 50);
+    let_write(&w, &mut p, 200);
 
     // A replica first: LiteFS primary -> litefs-rs replica on LiteFS's dir.
     swap_to_rs(&mut r2);
-    let_write(&w, &mut p, 50);
+    let_write(&w, &mut p, 200);
     wait_passed(&p, &mut r2);
 
     // Then the primary: litefs-rs primary on LiteFS's dir, streaming to a
@@ -395,13 +428,13 @@ fn rolling_migration_from_litefs_loses_no_acknowledged_write() {
     w.pause(&mut p);
     swap_to_rs(&mut p);
     w.resume();
-    let_write(&w, &mut p, 50);
+    let_write(&w, &mut p, 200);
     wait_passed(&p, &mut r3);
     wait_passed(&p, &mut r2);
 
     // The last LiteFS replica.
     swap_to_rs(&mut r3);
-    let_write(&w, &mut p, 50);
+    let_write(&w, &mut p, 200);
     let acked = w.finish();
 
     wait_caught_up(&p, &mut r2);
@@ -434,7 +467,7 @@ fn rolling_migration_from_litefs_loses_no_acknowledged_write() {
 fn litefs_opens_litefs_rs_data_dirs_at_the_same_positions() {
     let go = litefs_go();
     let mut p = primary_on(1, &rs());
-    p.start();
+    start_primary(&mut p);
     create_dbs(&p);
     write(&p, 10);
     let mut r = replica_on(2, &rs(), &p.url());
@@ -447,7 +480,7 @@ fn litefs_opens_litefs_rs_data_dirs_at_the_same_positions() {
     p.stop();
     p.set_bin(&go);
     r.set_bin(&go);
-    p.start();
+    start_primary(&mut p);
     r.start();
     let after: Vec<String> = DBS.iter().map(|(db, _)| p.pos(db).unwrap()).collect();
     assert_eq!(after, before, "LiteFS reads litefs-rs's positions");
