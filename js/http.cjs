@@ -10,8 +10,9 @@ const {
 
 /**
  * On a replica, answers 409 with `fly-replay: instance=<primary>` and ends
- * the response (Fly's proxy then replays the request on the primary).
- * Resolves whether it did.
+ * the response (Fly's proxy then replays the request on the primary; so
+ * does litefs-rs's proxy, off Fly.io too, for GET and HEAD requests, which
+ * carry its `litefs-proxy` header). Resolves whether it did.
  */
 async function ensurePrimary(res) {
   const { currentIsPrimary, primaryInstance } = await getInstanceInfo()

@@ -107,7 +107,8 @@ process.on('exit', () => {
  *   names `hostname`;
  * - `dir`: where litefs.yml, mnt/ and data/ go (a new temp dir by default);
  * - `dataDir`: an existing data directory to use instead of `<dir>/data`;
- * - `advertiseUrl`: lease.advertise-url, for a replica the primary's node API.
+ * - `advertiseUrl`: lease.advertise-url, for a replica the primary's node API;
+ * - `extraYaml`: more litefs.yml lines (a `proxy:` section, say).
  */
 export async function startMount({
   candidate = true,
@@ -116,6 +117,7 @@ export async function startMount({
   mnt = path.join(dir, 'mnt'),
   dataDir = path.join(dir, 'data'),
   advertiseUrl = 'http://127.0.0.1:20202',
+  extraYaml = '',
 } = {}) {
   fs.mkdirSync(mnt, { recursive: true })
   fs.mkdirSync(dataDir, { recursive: true })
@@ -131,6 +133,7 @@ export async function startMount({
       `data: { dir: ${JSON.stringify(dataDir)} }`,
       `http: { addr: "127.0.0.1:${httpPort}" }`,
       `lease: { type: "static", candidate: ${candidate}, hostname: ${JSON.stringify(hostname)}, advertise-url: ${JSON.stringify(advertiseUrl)} }`,
+      extraYaml,
       '',
     ].join('\n'),
   )

@@ -61,6 +61,16 @@ enum Cmd {
     Export(TransferArgs),
     /// Repair a database whose file and LTX log disagree (litefs stopped).
     Recover(recover::RecoverArgs),
+    /// Move the primary role without a gap: the node at --to (default:
+    /// this node, from the config's http.addr) asks the primary to hand it
+    /// the lease (its POST /promote) and returns once it holds it.
+    Handoff {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The node to make primary: HOST:PORT or http://HOST:PORT.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Inspect LTX files.
     Ltx {
         #[command(subcommand)]
@@ -189,6 +199,37 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Recover(a) => {
             logging::init_default();
             recover::run(a)
+        }
+        Cmd::Handoff { config, to } => {
+            let url = match to {
+                Some(t) if t.starts_with("http://") => t,
+                Some(t) => format!("http://{t}"),
+                None => {
+                    let c =
+                        litefs::config::Config::load(config.as_deref(), Expansion::Lenient)?.config;
+                    let addr =
+                        litefs::http::parse_addr(&c.http.addr).map_err(anyhow::Error::msg)?;
+                    let host = if addr.ip().is_unspecified() {
+                        "127.0.0.1".to_string()
+                    } else {
+                        addr.ip().to_string()
+                    };
+                    format!("http://{host}:{}", addr.port())
+                }
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting runtime")?;
+            let target = format!("{}/promote", url.trim_end_matches('/'));
+            let (status, body) = rt
+                .block_on(litefs::http::post(&target))
+                .map_err(anyhow::Error::msg)?;
+            if status != 200 {
+                anyhow::bail!("{target}: {status}: {}", body.trim());
+            }
+            println!("{url} is primary ({})", body.trim());
+            Ok(0)
         }
         Cmd::Import(a) => {
             logging::init_default();

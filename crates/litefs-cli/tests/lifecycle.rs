@@ -1,13 +1,13 @@
 //! The `litefs` binary end to end: `litefs mount -config X -- CMD` with a
 //! real litefs.yml, exec and `if-candidate`, exit codes, SIGTERM, kill -9
-//! and the stale mount it leaves, crash recovery without losing an
-//! acknowledged transaction, import/export, `ltx verify`/`ltx dump`, and
+//! and the stale mount it leaves (the kill -9 loop under writers is in
+//! kill9_loop.rs), import/export, `ltx verify`/`ltx dump`, and
 //! the errors for a broken config, a corrupt LTX file and a misaligned
 //! write.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -60,10 +60,6 @@ fn wait_for(path: &Path, what: &str, node: &Node) {
         assert!(Instant::now() < deadline, "{what}:\n{}", node.log());
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn pos_txid(pos: &str) -> u64 {
-    u64::from_str_radix(pos.trim().split('/').next().unwrap(), 16).unwrap()
 }
 
 fn ltx_max_txid(path: &Path) -> u64 {
@@ -211,192 +207,6 @@ fn stale_mount_from_kill9_is_cleared_at_next_start() {
     assert_eq!(fs::read_to_string(n.file("out")).unwrap(), "42\n");
     assert!(n.log().contains("stale mount"), "{}", n.log());
     assert!(!is_mounted(&n.mnt()));
-}
-
-/// Writers commit rows and record each id once SQLite acknowledged its
-/// commit; litefs is killed -9 in the middle. `rows` writers (ids k, k+10,
-/// k+20...) commit one row per transaction, and every 25th transaction a
-/// large one that spills past a tiny page cache into the database file,
-/// reusing free pages; the `maint` writer frees pages (deletes from a
-/// scratch table) and checkpoints (WAL) or VACUUMs (rollback modes).
-const WRITER: &str = r#"
-import os, sqlite3, sys, time
-path, ack, mode, kind, k = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
-c = sqlite3.connect(path, isolation_level=None, timeout=10)
-def run(*a):
-    while True:
-        try:
-            return c.execute(*a)
-        except sqlite3.OperationalError as e:
-            if "locked" in str(e) or "busy" in str(e):
-                continue
-            sys.exit(0)
-        except Exception:
-            sys.exit(0)
-run("PRAGMA journal_mode=" + mode)
-run("PRAGMA cache_size=20")
-run("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, pad BLOB)")
-run("CREATE TABLE IF NOT EXISTS scratch (pad BLOB)")
-fd = os.open(ack, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-i = int(sys.argv[6])
-n = 0
-while True:
-    n += 1
-    if kind == "maint":
-        run("INSERT INTO scratch SELECT randomblob(2000) FROM t LIMIT 40")
-        run("DELETE FROM scratch")
-        if n % 4 == 0:
-            run("PRAGMA wal_checkpoint(TRUNCATE)" if mode == "WAL" else "VACUUM")
-        time.sleep(0.05)
-        continue
-    if n % 25 == 0:
-        ids = [(i + 10 * j) for j in range(1, 81)]
-        i = ids[-1]
-        run("BEGIN IMMEDIATE")
-        for x in ids:
-            run("INSERT INTO t VALUES (?, randomblob(3000))", (x,))
-        run("COMMIT")
-        os.write(fd, b"".join(b"%d\n" % x for x in ids))
-        continue
-    i += 10
-    run("INSERT INTO t VALUES (?, randomblob(300))", (i,))
-    os.write(fd, b"%d\n" % i)
-"#;
-
-fn spawn_writer(db: &Path, ack: &Path, mode: &str, kind: &str, k: u64, from: u64) -> Child {
-    Command::new("python3")
-        .arg("-c")
-        .arg(WRITER)
-        .arg(db)
-        .arg(ack)
-        .arg(mode)
-        .arg(kind)
-        .arg(k.to_string())
-        .arg((from + k).to_string())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn acked(ack: &Path) -> Vec<u64> {
-    fs::read_to_string(ack)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.parse().ok())
-        .collect()
-}
-
-/// Waits (bounded) for every writer to stop after the mount died.
-fn reap(writers: &mut [Child]) {
-    let deadline = Instant::now() + WAIT;
-    for w in writers.iter_mut() {
-        while w.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = w.kill();
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-#[test]
-fn kill9_during_writes_loses_no_acknowledged_transaction() {
-    const ROUNDS: u64 = 2;
-    for mode in ["DELETE", "TRUNCATE", "PERSIST", "WAL"] {
-        let mut n = node();
-        n.config(Config::new(true));
-        n.start();
-        let db = n.mnt().join("app.db");
-        let ack = n.file("acked");
-        let mut recovery = Vec::new();
-        for round in 0..ROUNDS {
-            let from = acked(&ack).into_iter().max().unwrap_or(0) / 10 * 10 + 1000;
-            let mut writers: Vec<Child> = (0..2)
-                .map(|k| spawn_writer(&db, &ack, mode, "rows", k, from))
-                .collect();
-            writers.push(spawn_writer(&db, &ack, mode, "maint", 9, from));
-            let want = acked(&ack).len() + 300;
-            let deadline = Instant::now() + WAIT;
-            while acked(&ack).len() < want {
-                assert!(
-                    Instant::now() < deadline,
-                    "{mode}: writers stalled at {} of {want} acknowledged\n{}",
-                    acked(&ack).len(),
-                    n.log()
-                );
-                for w in writers.iter_mut() {
-                    if let Some(st) = w.try_wait().unwrap() {
-                        panic!("{mode}: a writer exited early: {st}\n{}", n.log());
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            n.signal(Signal::SIGKILL);
-            n.wait_exit();
-            reap(&mut writers);
-            let acked = acked(&ack);
-
-            n.start();
-            let out = sqlite3(&db, "PRAGMA integrity_check; SELECT id FROM t;");
-            assert!(out.status.success(), "{mode}: {}", text(&out.stderr));
-            let stdout = text(&out.stdout);
-            let mut lines = stdout.lines();
-            assert_eq!(lines.next(), Some("ok"), "{mode}");
-            let present: std::collections::HashSet<u64> =
-                lines.map(|l| l.parse().unwrap()).collect();
-            let lost: Vec<u64> = acked
-                .iter()
-                .copied()
-                .filter(|i| !present.contains(i))
-                .collect();
-            assert!(lost.is_empty(), "{mode}: acknowledged ids lost: {lost:?}");
-            let pos = fs::read_to_string(n.mnt().join("app.db-pos")).unwrap();
-            let files = n.ltx_files("app.db");
-            assert_eq!(
-                pos_txid(&pos),
-                ltx_max_txid(files.last().unwrap()),
-                "{mode}: position {pos} is not the last LTX file"
-            );
-            recovery.push(format!(
-                "round {round}: {} acknowledged, position {}, rebuilt from WAL {}, rolled forward {}, restored unjournaled pages {}",
-                acked.len(),
-                pos.trim(),
-                n.log().contains("rebuilt LTX files"),
-                n.log().contains("rolling forward"),
-                n.log().contains("restored pages"),
-            ));
-        }
-        eprintln!("{mode}: {}", recovery.join("; "));
-        n.signal(Signal::SIGTERM);
-        assert_eq!(n.wait_exit().code(), Some(0), "{}", n.log());
-        let files = n.ltx_files("app.db");
-        let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-        let mut args = vec!["ltx", "verify"];
-        args.extend(paths.iter().map(String::as_str));
-        let out = litefs(&args);
-        assert!(out.status.success(), "{mode}: {}", text(&out.stdout));
-        // The log is the database: its files, replayed, give its bytes.
-        let database = n.data().join("dbs/app.db/database");
-        assert_eq!(
-            replay(&files),
-            fs::read(&database).unwrap(),
-            "{mode}: replaying the log does not give the database"
-        );
-    }
-}
-
-/// Applies LTX files in order to an empty file; each must chain onto the
-/// one before it.
-fn replay(files: &[PathBuf]) -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut checksum = 0;
-    for f in files {
-        let r = std::io::BufReader::new(fs::File::open(f).unwrap());
-        let (_, t) = ltx::apply_verified(r, &mut out, checksum)
-            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        checksum = t.post_apply_checksum;
-    }
-    out.into_inner()
 }
 
 #[test]

@@ -3,7 +3,9 @@
 //! `litefs mount` process harness.
 #![allow(dead_code)]
 
+pub mod logcheck;
 pub mod node;
+pub mod powercut;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

@@ -33,6 +33,8 @@ pub struct Config {
     skip_sync: bool,
     data: String,
     extra: String,
+    /// The whole `lease:` map (flow style), replacing the static lease.
+    lease: Option<String>,
 }
 
 impl Config {
@@ -70,6 +72,13 @@ impl Config {
         self
     }
 
+    /// The `lease:` map's fields, flow style, instead of the static lease
+    /// (`type: consul, candidate: true, consul: { ... }`).
+    pub fn lease(mut self, fields: &str) -> Config {
+        self.lease = Some(fields.to_string());
+        self
+    }
+
     /// More top-level YAML (an `exec:` section, say), appended as is.
     pub fn extra(mut self, yaml: &str) -> Config {
         self.extra = yaml.to_string();
@@ -82,7 +91,10 @@ impl Config {
         } else {
             format!(", {}", self.data)
         };
-        let mut lease = format!("type: static, candidate: {}", self.candidate);
+        let mut lease = match &self.lease {
+            Some(fields) => fields.clone(),
+            None => format!("type: static, candidate: {}", self.candidate),
+        };
         if let Some((host, url)) = &self.primary {
             lease += &format!(", hostname: \"{host}\", advertise-url: \"{url}\"");
         }
@@ -118,6 +130,8 @@ pub struct Node {
     /// The program `spawn` runs: this crate's `litefs` unless a test swaps
     /// in another (LiteFS itself, for the interop tests).
     bin: PathBuf,
+    /// More environment for the process (`FLY_APP_NAME`, say).
+    env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -140,7 +154,13 @@ impl Node {
             child: None,
             fuse_conn: None,
             bin: PathBuf::from(LITEFS),
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for the next starts of the process.
+    pub fn env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_string(), value.to_string()));
     }
 
     /// Runs `bin` (which takes `mount -config FILE` as litefs does) from
@@ -206,6 +226,7 @@ impl Node {
             .arg("-config")
             .arg(self.file("litefs.yml"))
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);

@@ -176,8 +176,13 @@ pub struct ProxyConfig {
     pub addr: String,
     /// The app's `host:port`.
     pub target: String,
-    /// The database whose TXID the `__txid` cookie tracks.
-    pub db: String,
+    /// The databases whose TXIDs the `__txid` cookie tracks (`db: x.db`
+    /// or a list); LiteFS takes exactly one.
+    pub db: Vec<String>,
+    /// Where other nodes reach this node's proxy when it is primary (ours;
+    /// LiteFS has none). Empty: this node's address from `lease.advertise-url`
+    /// (or `lease.hostname`) with the port of `addr`.
+    pub advertise_url: String,
     /// Replicas lagging more than this fail `/litefs/health`.
     pub max_lag: Duration,
     pub debug: bool,
@@ -350,7 +355,8 @@ impl Default for Config {
             proxy: ProxyConfig {
                 addr: String::new(),
                 target: String::new(),
-                db: String::new(),
+                db: Vec::new(),
+                advertise_url: String::new(),
                 max_lag: s(10),
                 debug: false,
                 passthrough: Vec::new(),

@@ -133,7 +133,8 @@ fn resolve(raw: RawConfig) -> Config {
         let o = &mut c.proxy;
         set_str(&mut o.addr, p.addr);
         set_str(&mut o.target, p.target);
-        set_str(&mut o.db, p.db);
+        set(&mut o.db, p.db.map(|v| v.0));
+        set_str(&mut o.advertise_url, p.advertise_url);
         set_dur(&mut o.max_lag, p.max_lag);
         set_bool(&mut o.debug, p.debug);
         set_list(&mut o.passthrough, p.passthrough);

@@ -83,7 +83,8 @@ pub(super) struct RawHttp {
 pub(super) struct RawProxy {
     pub addr: Option<YStr>,
     pub target: Option<YStr>,
-    pub db: Option<YStr>,
+    pub db: Option<YStrOrList>,
+    pub advertise_url: Option<YStr>,
     pub max_lag: Option<GoDuration>,
     pub debug: Option<YBool>,
     pub passthrough: Option<Vec<YStr>>,
@@ -220,6 +221,45 @@ impl<'de> Deserialize<'de> for RawExec {
                     entries.push(entry);
                 }
                 Ok(RawExec(entries))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One scalar or a list of them (`db: a.db` or `db: [a.db, b.db]`).
+#[derive(Debug, Clone, Default)]
+pub(super) struct YStrOrList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for YStrOrList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = YStrOrList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<YStrOrList, E> {
+                Ok(YStrOrList(vec![v.to_string()]))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<YStrOrList, E> {
+                Ok(YStrOrList(vec![v.to_string()]))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<YStrOrList, E> {
+                Ok(YStrOrList(vec![v.to_string()]))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<YStrOrList, E> {
+                Ok(YStrOrList(vec![v.to_string()]))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<YStrOrList, E> {
+                Ok(YStrOrList(vec![v.to_string()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<YStrOrList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(YStr(s)) = seq.next_element()? {
+                    out.push(s);
+                }
+                Ok(YStrOrList(out))
             }
         }
         d.deserialize_any(V)

@@ -193,7 +193,8 @@ fn every_field_parses() {
         ProxyConfig {
             addr: ":8080".into(),
             target: "localhost:8081".into(),
-            db: "my.db".into(),
+            db: vec!["my.db".into()],
+            advertise_url: String::new(),
             max_lag: secs(90),
             debug: true,
             passthrough: vec!["/debug/*".into(), "*.png".into()],
@@ -252,7 +253,12 @@ fn every_field_parses() {
             compress: false,
         }
     );
-    c.validate().unwrap();
+    // Every field parses, but a node runs one lease backend.
+    let e = c.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("lease.consul and lease.etcd are both set"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -535,6 +541,22 @@ fn validation_errors() {
         invalid("lease: { type: consul, consul: { url: \"http://c:8500\", ttl: 0s } }")
             .contains("lease.consul.ttl")
     );
+    assert!(
+        invalid("lease: { type: consul, consul: { url: \"http://c:8500\", ttl: 5s } }")
+            .contains("lease.consul.ttl must be between 10s and 24h")
+    );
+    assert!(invalid(
+        "lease: { type: consul, consul: { url: \"http://c:8500\", lock-delay: 61s } }"
+    )
+    .contains("lease.consul.lock-delay must be at most 60s"));
+    assert!(invalid(
+        "lease: { type: consul, consul: { url: \"http://c:8500\" }, etcd: { endpoints: [\"http://e:2379\"] } }"
+    )
+    .contains("lease.consul and lease.etcd are both set"));
+    assert!(
+        invalid("lease: { type: etcd, consul: { url: \"http://c:8500\" } }")
+            .contains("lease.consul is set but lease.type is 'etcd'")
+    );
     parse(&with_dirs(
         "lease: { type: consul, consul: { url: \"http://c:8500\" } }",
     ))
@@ -612,7 +634,7 @@ exec:
         (c.proxy.addr.as_str(), c.proxy.target.as_str()),
         (":8080", "localhost:8081")
     );
-    assert_eq!(c.proxy.db, "sqlite.db");
+    assert_eq!(c.proxy.db, ["sqlite.db"]);
     assert_eq!(c.lease.kind, Some(LeaseType::Consul));
     assert!(c.lease.candidate && c.lease.promote);
     assert_eq!(
@@ -641,4 +663,29 @@ exec:
             .lease
             .candidate
     );
+}
+
+#[test]
+fn proxy_db_may_be_a_list_and_advertise_url_is_checked() {
+    let base = "lease: { type: static }\n";
+    let c = parse(&format!(
+        "{base}proxy: {{ addr: \":8080\", target: \"localhost:3000\", db: [a.db, b.db], \
+         advertise-url: \"http://10.0.0.5:8080\" }}\n"
+    ));
+    assert_eq!(c.proxy.db, ["a.db", "b.db"]);
+    assert_eq!(c.proxy.advertise_url, "http://10.0.0.5:8080");
+    c.validate().unwrap();
+    assert_eq!(parse("proxy: { db: one.db }\n").proxy.db, ["one.db"]);
+    let e = parse(&format!(
+        "{base}proxy: {{ addr: \":8080\", target: \"t:1\", db: x.db, advertise-url: \"10.0.0.5\" }}\n"
+    ))
+    .validate()
+    .unwrap_err();
+    assert!(e.to_string().contains("proxy.advertise-url"), "{e}");
+    let e = parse(&format!(
+        "{base}proxy: {{ addr: \":8080\", target: \"t:1\", db: [x.db, \"\"] }}\n"
+    ))
+    .validate()
+    .unwrap_err();
+    assert!(e.to_string().contains("empty database name"), "{e}");
 }

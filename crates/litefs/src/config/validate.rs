@@ -2,6 +2,8 @@
 //! has one, so that searches for them still find answers.
 
 use super::parse::DEFAULT_LABEL;
+use std::time::Duration;
+
 use super::{BackupType, Config, ConfigError, LeaseType, DEFAULT_DATA_DIR, DEFAULT_FUSE_DIR};
 
 impl Config {
@@ -53,6 +55,24 @@ impl Config {
                     .into(),
             );
         }
+        let defaults = Config::default().lease;
+        let (consul_set, etcd_set) = (lease.consul != defaults.consul, lease.etcd != defaults.etcd);
+        if consul_set && etcd_set {
+            return Err(
+                "lease.consul and lease.etcd are both set: configure only the one \
+                 lease.type names"
+                    .into(),
+            );
+        }
+        match (kind, consul_set, etcd_set) {
+            (LeaseType::Consul, _, true) => {
+                return Err("lease.etcd is set but lease.type is 'consul'".into())
+            }
+            (LeaseType::Etcd, true, _) => {
+                return Err("lease.consul is set but lease.type is 'etcd'".into())
+            }
+            _ => {}
+        }
         match kind {
             LeaseType::Static => {
                 if !lease.candidate && lease.advertise_url.is_empty() {
@@ -75,8 +95,19 @@ impl Config {
                 if consul.key.is_empty() {
                     return Err("must specify a consul key (lease.consul.key)".into());
                 }
-                if consul.ttl.is_zero() {
-                    return Err("lease.consul.ttl must be greater than zero".into());
+                // Consul refuses session TTLs outside 10s..24h and lock
+                // delays above 60s; say so at startup, naming the field.
+                if consul.ttl < Duration::from_secs(10) || consul.ttl > Duration::from_secs(86400) {
+                    return Err(format!(
+                        "lease.consul.ttl must be between 10s and 24h (Consul's limits), got {}",
+                        super::format_duration(consul.ttl)
+                    ));
+                }
+                if consul.lock_delay > Duration::from_secs(60) {
+                    return Err(format!(
+                        "lease.consul.lock-delay must be at most 60s (Consul's limit), got {}",
+                        super::format_duration(consul.lock_delay)
+                    ));
                 }
             }
             LeaseType::Etcd => {
@@ -104,6 +135,15 @@ impl Config {
             }
             if self.proxy.addr.is_empty() {
                 return Err("proxy bind address required (proxy.addr)".into());
+            }
+            if let Some(bad) = self.proxy.db.iter().find(|d| d.is_empty()) {
+                return Err(format!("proxy.db lists an empty database name: {bad:?}"));
+            }
+            let url = &self.proxy.advertise_url;
+            if !url.is_empty() && !url.starts_with("http://") {
+                return Err(format!(
+                    "proxy.advertise-url must be an http:// URL, got {url:?}"
+                ));
             }
         }
 

@@ -24,6 +24,9 @@ pub struct NodeInfo {
     pub primary_url: Option<String>,
     #[serde(rename = "advertiseURL")]
     pub advertise_url: String,
+    /// This node's proxy for other nodes (litefs-rs only; absent without one).
+    #[serde(rename = "proxyURL", skip_serializing_if = "Option::is_none")]
+    pub proxy_url: Option<String>,
     /// The fencing epoch: this node's term while primary, else the newest
     /// term it has followed.
     pub epoch: u64,
@@ -59,9 +62,13 @@ pub fn node_info(store: &Store, meta: &NodeMeta) -> NodeInfo {
         primary_url: if is_primary {
             None
         } else {
-            meta.primary_url.clone()
+            match &meta.lease {
+                Some(w) => w.borrow().primary.as_ref().map(|p| p.advertise_url.clone()),
+                None => meta.primary_url.clone(),
+            }
         },
         advertise_url: meta.advertise_url.clone(),
+        proxy_url: meta.proxy_url.clone(),
         epoch: store.epoch(),
         databases: store
             .dbs()
@@ -118,6 +125,9 @@ pub fn event_line(ev: &Event) -> Bytes {
             }
         })),
         Event::Resync { db } => line(serde_json::json!({"type": "resync", "db": db})),
+        Event::Handoff { node_id, .. } => line(
+            serde_json::json!({"type": "handoff", "data": {"nodeID": format!("{node_id:016X}")}}),
+        ),
         Event::PrimaryChange {
             is_primary,
             hostname,

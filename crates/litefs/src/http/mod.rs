@@ -3,6 +3,7 @@
 //! `GET /metrics` (Prometheus text). HTTP/1.1 and HTTP/2 are both served on
 //! the one port, as LiteFS does.
 
+mod handoff;
 mod info;
 mod metrics;
 
@@ -22,6 +23,7 @@ use crate::replication::{client::HEADER_EPOCH, client::HEADER_NODE_ID, frame, se
 use crate::store::{cluster_id, PositionAt, Store};
 use crate::transfer;
 
+pub use handoff::{post, Peers};
 pub use info::NodeInfo;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -36,6 +38,16 @@ pub struct NodeMeta {
     pub advertise_url: String,
     pub candidate: bool,
     pub primary_url: Option<String>,
+    /// This node's proxy as other nodes reach it, when it runs one (shown
+    /// as `proxyURL`; replicas forward writes there when this node is primary).
+    pub proxy_url: Option<String>,
+    /// The lease state, when it can change at runtime: `/info` reports the
+    /// primary it names rather than `primary_url`.
+    pub lease: Option<crate::lease::LeaseWatch>,
+    /// Hands the lease off (`POST /handoff`), with Consul and etcd.
+    pub lease_control: Option<crate::lease::LeaseControl>,
+    /// Replicas streaming from this node.
+    pub peers: Peers,
     /// The mount, for `/import` and `/export`; None without one.
     pub mount_dir: Option<std::path::PathBuf>,
 }
@@ -91,14 +103,20 @@ async fn route(
     peer: SocketAddr,
 ) -> Response<Body> {
     match (req.method(), req.uri().path()) {
-        (&Method::POST, "/stream") => stream(req, store, peer).await,
+        (&Method::POST, "/stream") => stream(req, store, peer, &meta.peers).await,
         (&Method::GET, "/info") => json(StatusCode::OK, &info::node_info(&store, &meta)),
         (&Method::GET, "/events") => events(store, &meta),
         (&Method::GET, "/metrics") => text(StatusCode::OK, metrics::render(&store)),
         (&Method::GET, "/pos") => position_at(&req, &store),
+        (&Method::POST, "/handoff") => handoff::handoff(&req, &store, &meta).await,
+        (&Method::POST, "/promote") => handoff::promote(&store, &meta).await,
         (&Method::POST, "/import") => import(req, store, meta).await,
         (&Method::GET, "/export") => export(&req, store, meta).await,
-        (_, "/stream" | "/info" | "/events" | "/metrics" | "/pos" | "/import" | "/export") => text(
+        (
+            _,
+            "/stream" | "/info" | "/events" | "/metrics" | "/pos" | "/import" | "/export"
+            | "/handoff" | "/promote",
+        ) => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed\n".into(),
         ),
@@ -159,7 +177,12 @@ where
     }
 }
 
-async fn stream(req: Request<Incoming>, store: Arc<Store>, peer: SocketAddr) -> Response<Body> {
+async fn stream(
+    req: Request<Incoming>,
+    store: Arc<Store>,
+    peer: SocketAddr,
+    peers: &Peers,
+) -> Response<Body> {
     if req.version() != Version::HTTP_2 {
         return text(
             StatusCode::UPGRADE_REQUIRED,
@@ -224,9 +247,12 @@ async fn stream(req: Request<Incoming>, store: Arc<Store>, peer: SocketAddr) -> 
     // A data dir taken over from LiteFS keeps its cluster ID; LiteFS
     // replicas refuse a stream without it.
     let cluster = cluster_id::read(store.data_dir());
+    let peers = peers.clone();
     tokio::spawn(async move {
         let _counted = store.stream_guard();
-        match server::stream(store.clone(), positions, tx).await {
+        let peer_node = u64::from_str_radix(&peer_id, 16).ok();
+        let _connected = peer_node.map(|n| peers.connect(n));
+        match server::stream(store.clone(), peer_node, positions, tx).await {
             Ok(()) | Err(server::StreamError::Disconnected) => {
                 tracing::info!(%peer, "stream disconnected")
             }

@@ -69,12 +69,27 @@ pub enum ClientError {
 /// lost its primary for the primary, and run migrations or skip
 /// `ensurePrimary` on a node where every write fails.
 pub async fn run(store: Arc<Store>, opts: ReplicaOptions) {
+    let (_keep, stop) = tokio::sync::watch::channel(false);
+    run_until(store, opts, stop).await
+}
+
+/// Follows the primary until `stop` turns true; then returns once every
+/// transaction received whole has been applied (a node about to become
+/// primary must not be applying a former primary's stream).
+pub async fn run_until(
+    store: Arc<Store>,
+    opts: ReplicaOptions,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     store.set_primary_hostname(Some(opts.primary_hostname.clone()));
     // The same failure every reconnect-delay (a primary that is down) is
     // logged once at warn, then at debug until something changes.
     let mut last_error = String::new();
     loop {
-        match stream_once(&store, &opts).await {
+        if *stop.borrow() {
+            return;
+        }
+        match stream_once_until(&store, &opts, &mut stop).await {
             Ok(()) => {
                 last_error.clear();
                 tracing::info!(primary = %opts.primary_url, "replication stream ended");
@@ -89,7 +104,10 @@ pub async fn run(store: Arc<Store>, opts: ReplicaOptions) {
                 }
             }
         }
-        tokio::time::sleep(opts.reconnect_delay).await;
+        tokio::select! {
+            _ = tokio::time::sleep(opts.reconnect_delay) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }
 
@@ -110,6 +128,38 @@ fn host_port(url: &str) -> Result<String, ClientError> {
 
 /// One connection: returns when the stream ends or fails.
 pub async fn stream_once(store: &Arc<Store>, opts: &ReplicaOptions) -> Result<(), ClientError> {
+    let (_keep, mut stop) = tokio::sync::watch::channel(false);
+    stream_once_until(store, opts, &mut stop).await
+}
+
+/// One connection, ended early (after applying what arrived whole) when
+/// `stop` turns true.
+async fn stream_once_until(
+    store: &Arc<Store>,
+    opts: &ReplicaOptions,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ClientError> {
+    let connect = connect(store, opts);
+    let (resp, conn, _sender) = tokio::select! {
+        r = connect => r?,
+        _ = stop.wait_for(|s| *s) => return Ok(()),
+    };
+    let applied = follow_stream(store, opts, resp, stop).await;
+    conn.abort();
+    applied
+}
+
+/// The stream's response, the connection's task, and its sender (kept so
+/// the connection lives as long as the stream).
+type Connected = (
+    hyper::Response<hyper::body::Incoming>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+);
+
+/// Connects, checks this node's history against the primary's and opens
+/// the stream.
+async fn connect(store: &Arc<Store>, opts: &ReplicaOptions) -> Result<Connected, ClientError> {
     let addr = host_port(&opts.primary_url)?;
     let tcp = tokio::net::TcpStream::connect(&addr)
         .await
@@ -168,7 +218,20 @@ pub async fn stream_once(store: &Arc<Store>, opts: &ReplicaOptions) -> Result<()
         store.observe_epoch(epoch)?;
     }
     tracing::info!(primary = %opts.primary_url, epoch = store.epoch(), "connected to primary");
+    Ok((resp, conn, sender))
+}
 
+/// Applies the stream until it ends, fails, or `stop` turns true.
+async fn follow_stream(
+    store: &Arc<Store>,
+    opts: &ReplicaOptions,
+    resp: hyper::Response<hyper::body::Incoming>,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ClientError> {
+    let http_err = |source| ClientError::Http {
+        url: opts.primary_url.clone(),
+        source,
+    };
     // Frames are applied on a blocking thread: file I/O and lock waits.
     let (tx, rx) = std_mpsc::sync_channel::<Bytes>(64);
     let applier = {
@@ -209,10 +272,13 @@ pub async fn stream_once(store: &Arc<Store>, opts: &ReplicaOptions) -> Result<()
             tracing::info!(%db, "reconnecting to ask the primary for a snapshot");
             Ok(())
         }
+        _ = stop.wait_for(|s| *s) => {
+            tracing::info!(primary = %opts.primary_url, "no longer following this primary");
+            Ok(())
+        }
     };
     drop(tx);
     let applied = applier.await.map_err(|e| io::Error::other(e.to_string()))?;
-    conn.abort();
     applied.and(pumped)
 }
 
@@ -264,10 +330,9 @@ fn apply_frames(
                 Frame::DropDb { name } => {
                     tracing::warn!(db = %name, "primary no longer has this database; keeping it")
                 }
-                Frame::Handoff { .. } => {
-                    tracing::warn!(
-                        "primary offered a lease handoff; the static lease cannot take it"
-                    )
+                Frame::Handoff { lease_id } => {
+                    tracing::info!("the primary hands its lease to this node");
+                    store.offer_handoff(lease_id);
                 }
             }
         }

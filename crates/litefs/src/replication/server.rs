@@ -40,6 +40,7 @@ type Tx = mpsc::Sender<Bytes>;
 /// longer primary. `out` carries the response body.
 pub async fn stream(
     store: Arc<Store>,
+    peer: Option<u64>,
     mut positions: BTreeMap<String, Pos>,
     out: Tx,
 ) -> Result<(), StreamError> {
@@ -49,7 +50,9 @@ pub async fn stream(
     let mut ready_sent = false;
     let result = async {
         loop {
-            if !store.is_primary() {
+            // Later, a step-down is seen as its event, after the
+            // transactions (and a handoff) before it.
+            if !ready_sent && !store.is_primary() {
                 return Ok(());
             }
             for name in std::mem::take(&mut dirty) {
@@ -67,8 +70,19 @@ pub async fn stream(
                 ev = events.recv() => match ev {
                     Ok(Event::Tx { db, .. }) => { dirty.insert(db); }
                     Ok(Event::PrimaryChange { is_primary: false, .. }) => return Ok(()),
-                    Ok(Event::PrimaryChange { .. } | Event::Resync { .. }) => {}
-                    Err(RecvError::Lagged(_)) => dirty.extend(store.dbs().iter().map(|d| d.name().to_string())),
+                    Ok(Event::Handoff { node_id, lease_id }) if Some(node_id) == peer => {
+                        // Every transaction before the handoff has been sent:
+                        // the replica is caught up when it reads this.
+                        tracing::info!(node = %format!("{node_id:016X}"), "handing the lease to this replica");
+                        send(&out, frame_bytes(&Frame::Handoff { lease_id })).await?;
+                    }
+                    Ok(Event::PrimaryChange { .. } | Event::Resync { .. } | Event::Handoff { .. }) => {}
+                    Err(RecvError::Lagged(_)) => {
+                        if !store.is_primary() {
+                            return Ok(());
+                        }
+                        dirty.extend(store.dbs().iter().map(|d| d.name().to_string()))
+                    }
                     Err(RecvError::Closed) => return Ok(()),
                 },
                 _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => send(&out, heartbeat()).await?,

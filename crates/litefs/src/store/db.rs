@@ -237,7 +237,7 @@ impl Db {
 
     /// Creates the file if it is missing (SQLite's O_CREAT).
     pub fn create(&self, kind: FileKind) -> Result<()> {
-        let primary = self.shared.is_primary();
+        let primary = self.shared.may_write();
         let mut st = self.lock();
         let path = self.path(kind);
         if !path.exists() {
@@ -254,7 +254,7 @@ impl Db {
     }
 
     pub fn write_at(&self, kind: FileKind, offset: u64, data: &[u8]) -> Result<()> {
-        let primary = self.shared.is_primary();
+        let primary = self.shared.may_write();
         let mut st = self.lock();
         if kind == FileKind::Database && !st.journal_active {
             // A checkpoint: see `log_writer.rs`.
@@ -270,7 +270,7 @@ impl Db {
     }
 
     pub fn set_len(&self, kind: FileKind, size: u64) -> Result<()> {
-        let primary = self.shared.is_primary();
+        let primary = self.shared.may_write();
         let mut st = self.lock();
         if kind == FileKind::Database && !st.journal_active {
             self.writer.drain()?;
@@ -285,7 +285,7 @@ impl Db {
     }
 
     pub fn unlink(&self, kind: FileKind) -> Result<()> {
-        let primary = self.shared.is_primary();
+        let primary = self.shared.may_write();
         let mut st = self.lock();
         match kind {
             FileKind::Shm => st.unlink_raw(&self.dir, kind),
@@ -349,12 +349,19 @@ impl DbState {
     pub(crate) fn file(&mut self, dir: &Path, kind: FileKind, create: bool) -> io::Result<&File> {
         let slot = &mut self.files[kind.index()];
         if slot.is_none() {
+            let path = dir.join(kind.data_file_name());
+            let new_database = create && kind == FileKind::Database && !path.exists();
             let f = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(create)
                 .truncate(false)
-                .open(dir.join(kind.data_file_name()))?;
+                .open(&path)?;
+            if new_database {
+                // The database file's name must survive a power cut like
+                // its pages do (POSIX: only a directory fsync makes it).
+                File::open(dir)?.sync_all()?;
+            }
             *slot = Some(f);
         }
         Ok(slot.as_ref().expect("just opened"))

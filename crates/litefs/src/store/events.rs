@@ -21,6 +21,10 @@ pub enum Event {
     /// A replica's database no longer matches its position; its follower
     /// must reconnect so the primary sends a snapshot.
     Resync { db: String },
+    /// The lease (`lease_id`: Consul session, etcd lease) is handed to the
+    /// node `node_id`: on the primary, its stream to that node sends the
+    /// HANDOFF frame; on that replica, its lease task takes the lease over.
+    Handoff { node_id: u64, lease_id: String },
 }
 
 /// Broadcast capacity; a subscriber that falls further behind is told it

@@ -249,6 +249,21 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
 
+/// `create_dir_all`, then an fsync of the parent of each directory it
+/// created, so that a power cut cannot take a database's directories (and
+/// every acknowledged transaction in them) away: POSIX makes a new entry
+/// durable only at an fsync of its directory.
+pub(crate) fn create_dirs_durably(dir: &Path) -> Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    fs::create_dir_all(dir).at(dir)?;
+    for d in missing.iter().rev() {
+        if let Some(parent) = d.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// LTX header flags for this store's `data.compress` setting.
 pub(crate) fn header_flags(compress: bool) -> u32 {
     if compress {
@@ -267,13 +282,15 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// Writes `body` to `path` atomically (a temp file renamed over it), and
-/// with `sync` durably. A crash leaves `<path>.tmp`, which startup removes.
+/// with `sync` durably: a power cut leaves either the old file or the whole
+/// new one. Without the fsync before the rename, ext4 (delayed allocation)
+/// can commit the new name before the data and leave an empty file: a node
+/// whose `id` came back empty could not start. A crash leaves `<path>.tmp`,
+/// which startup removes.
 pub(crate) fn write_hint(path: &Path, body: &[u8], sync: bool) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).at(&tmp)?;
     f.write_all(body).at(&tmp)?;
-    // Durable before the rename: after a power cut the name then holds the
-    // old content or the new, never an empty file.
     if sync {
         f.sync_all().at(&tmp)?;
     }

@@ -19,6 +19,7 @@ pub mod pos;
 pub mod repair;
 pub mod sqlite;
 
+mod abort;
 mod apply;
 mod commit;
 mod dir_lock;
@@ -110,6 +111,19 @@ pub(crate) struct Shared {
     pub(crate) ltx_bytes: AtomicU64,
     /// Replication streams this primary is serving now.
     streams: std::sync::atomic::AtomicI64,
+    /// Until when (see [`monotonic_ns`]) the lease is known to be held; 0
+    /// when the lease does not expire (static).
+    lease_until: AtomicU64,
+}
+
+/// Nanoseconds on the monotonic clock since the first call.
+fn monotonic_ns() -> u64 {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(std::time::Instant::now);
+    (std::time::Instant::now()
+        .saturating_duration_since(base)
+        .as_nanos() as u64)
+        .max(1)
 }
 
 type Invalidator = Box<dyn Fn(&Db) + Send + Sync>;
@@ -120,6 +134,18 @@ pub type RoleListener = Box<dyn Fn(bool) + Send + Sync>;
 impl Shared {
     pub fn is_primary(&self) -> bool {
         self.primary.load(Ordering::SeqCst)
+    }
+
+    /// Primary, and the lease is known to be held right now: a write that
+    /// reaches the store after the lease's confirmed time ran out (a process
+    /// that was paused, say) is refused even before the lease task has
+    /// stepped down.
+    pub fn may_write(&self) -> bool {
+        if !self.is_primary() {
+            return false;
+        }
+        let until = self.lease_until.load(Ordering::SeqCst);
+        until == 0 || monotonic_ns() < until
     }
 
     pub fn fatal(&self) -> Option<String> {
@@ -158,7 +184,7 @@ impl Store {
     /// database in it. The node starts as a replica; the lease decides.
     pub fn open(opts: StoreOptions) -> Result<Store> {
         let dbs_dir = opts.data_dir.join("dbs");
-        fs::create_dir_all(&dbs_dir).at(&dbs_dir)?;
+        ltxlog::create_dirs_durably(&dbs_dir)?;
         let lock = DataDirLock::acquire(&opts.data_dir)?;
         for tmp in ["id.tmp", "epoch.tmp"] {
             // Left by a crash inside `write_hint`; the original is intact.
@@ -186,6 +212,7 @@ impl Store {
             own_term: AtomicBool::new(false),
             ltx_bytes: AtomicU64::new(0),
             streams: std::sync::atomic::AtomicI64::new(0),
+            lease_until: AtomicU64::new(0),
         });
         let e = epoch::load(&opts.data_dir)?;
         shared.epoch.store(e.epoch, Ordering::SeqCst);
@@ -264,6 +291,9 @@ impl Store {
             }
         }
         let was = self.shared.primary.swap(primary, Ordering::SeqCst);
+        if was && !primary {
+            self.abort_uncommitted();
+        }
         if was != primary {
             for listener in self.shared.role_listeners.lock().expect("listeners").iter() {
                 listener(primary);
@@ -273,6 +303,64 @@ impl Store {
                 hostname: self.primary_hostname(),
             });
         }
+    }
+
+    /// Steps down in favour of the replica `node_id` without a gap: closes
+    /// the write gate (after the log is flushed), then tells that replica's
+    /// stream to send it `lease_id` after every transaction so far, then
+    /// ends the streams.
+    pub fn hand_off(&self, node_id: u64, lease_id: String) {
+        for db in self.dbs() {
+            if let Err(e) = db.flush_log() {
+                tracing::error!(db = db.name(), "{e}");
+            }
+        }
+        if !self.shared.primary.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        self.abort_uncommitted();
+        for listener in self.shared.role_listeners.lock().expect("listeners").iter() {
+            listener(false);
+        }
+        self.shared.emit(Event::Handoff { node_id, lease_id });
+        self.shared.emit(Event::PrimaryChange {
+            is_primary: false,
+            hostname: self.primary_hostname(),
+        });
+    }
+
+    /// After a demotion (writes now refused): rolls back any transaction
+    /// the demotion cut off (see `abort.rs`).
+    fn abort_uncommitted(&self) {
+        for db in self.dbs() {
+            if let Err(e) = db.abort_uncommitted() {
+                tracing::error!(
+                    db = db.name(),
+                    "rolling back a transaction cut off by the demotion: {e}"
+                );
+            }
+        }
+    }
+
+    /// A HANDOFF frame arrived from the primary: offers its lease to this
+    /// node's lease task.
+    pub fn offer_handoff(&self, lease_id: String) {
+        self.shared.emit(Event::Handoff {
+            node_id: self.node_id(),
+            lease_id,
+        });
+    }
+
+    /// The lease is known to be held until `until` (its last confirmed
+    /// renewal plus the TTL, less a margin): writes are refused after it.
+    pub fn set_lease_valid_until(&self, until: std::time::Instant) {
+        let ns = monotonic_ns() as i128
+            + (until
+                .saturating_duration_since(std::time::Instant::now())
+                .as_nanos() as i128);
+        self.shared
+            .lease_until
+            .store(ns.clamp(1, u64::MAX as i128) as u64, Ordering::SeqCst);
     }
 
     /// Transactions and primary changes from now on.
@@ -410,7 +498,7 @@ impl Store {
             });
         }
         let dir = self.opts.data_dir.join("dbs").join(name);
-        fs::create_dir_all(dir.join("ltx")).at(&dir)?;
+        ltxlog::create_dirs_durably(&dir.join("ltx"))?;
         self.open_db(name)
     }
 
@@ -422,7 +510,7 @@ impl Store {
             return Ok(db);
         }
         let dir = self.opts.data_dir.join("dbs").join(name);
-        fs::create_dir_all(dir.join("ltx")).at(&dir)?;
+        ltxlog::create_dirs_durably(&dir.join("ltx"))?;
         self.open_db(name)
     }
 
@@ -435,7 +523,22 @@ impl Store {
     /// Starts a new primary term: an epoch above every one seen, durable
     /// before any write of the term. Call before `set_primary(true)`.
     pub fn begin_term(&self) -> Result<u64> {
-        let next = self.epoch() + 1;
+        self.begin_term_at(0)
+    }
+
+    /// Starts a new primary term whose epoch comes from the lease server
+    /// (monotonic across the cluster): `from_lease`, or one above every
+    /// epoch this node has seen if that is higher (a lease server that was
+    /// reset must not take the epochs back).
+    pub fn begin_term_at(&self, from_lease: u64) -> Result<u64> {
+        let next = from_lease.max(self.epoch() + 1);
+        if from_lease != 0 && next != from_lease {
+            tracing::warn!(
+                from_lease,
+                known = self.epoch(),
+                "the lease server's epoch is not above one this node has seen; using {next}"
+            );
+        }
         let e = epoch::Epoch {
             epoch: next,
             own: true,

@@ -121,6 +121,9 @@ pub(crate) fn recover(
     let db_path = dir.join(FileKind::Database.data_file_name());
     if !db_path.exists() {
         File::create(&db_path).at(&db_path)?;
+        // Its name must outlive a power cut like the pages SQLite will
+        // fsync into it (POSIX: only a directory fsync makes it durable).
+        sync_dir(dir)?;
     }
 
     let mut last = match log.last()? {

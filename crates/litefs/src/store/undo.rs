@@ -201,7 +201,7 @@ impl JournalScan {
 
 /// SQLite's journal record checksum (pager_cksum): the nonce plus every
 /// 200th byte, from the end.
-fn record_checksum(nonce: u32, data: &[u8]) -> u32 {
+pub(crate) fn record_checksum(nonce: u32, data: &[u8]) -> u32 {
     let mut sum = nonce;
     let mut i = data.len() as i64 - 200;
     while i > 0 {
