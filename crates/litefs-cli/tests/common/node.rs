@@ -127,6 +127,9 @@ pub struct Node {
     child: Option<Child>,
     /// The FUSE connection of the running mount (`/sys/fs/fuse/connections/N`).
     fuse_conn: Option<String>,
+    /// The program `spawn` runs: this crate's `litefs` unless a test swaps
+    /// in another (LiteFS itself, for the interop tests).
+    bin: PathBuf,
     /// More environment for the process (`FLY_APP_NAME`, say).
     env: Vec<(String, String)>,
 }
@@ -150,6 +153,7 @@ impl Node {
             wait,
             child: None,
             fuse_conn: None,
+            bin: PathBuf::from(LITEFS),
             env: Vec::new(),
         }
     }
@@ -157,6 +161,12 @@ impl Node {
     /// Sets an environment variable for the next starts of the process.
     pub fn env(&mut self, key: &str, value: &str) {
         self.env.push((key.to_string(), value.to_string()));
+    }
+
+    /// Runs `bin` (which takes `mount -config FILE` as litefs does) from
+    /// the next start on, on the same directories and address.
+    pub fn set_bin(&mut self, bin: &Path) {
+        self.bin = bin.to_path_buf();
     }
 
     /// `http.addr`, the same for every start of this node.
@@ -211,7 +221,7 @@ impl Node {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let mut c = Command::new(LITEFS);
+        let mut c = Command::new(&self.bin);
         c.arg("mount")
             .arg("-config")
             .arg(self.file("litefs.yml"))

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::replication::{client::HEADER_EPOCH, client::HEADER_NODE_ID, frame, server};
-use crate::store::{PositionAt, Store};
+use crate::store::{cluster_id, PositionAt, Store};
 use crate::transfer;
 
 pub use handoff::{post, Peers};
@@ -244,6 +244,9 @@ async fn stream(
     tracing::info!(%peer, node = %peer_id, "stream connected");
     let (tx, rx) = mpsc::channel(64);
     let epoch = store.epoch();
+    // A data dir taken over from LiteFS keeps its cluster ID; LiteFS
+    // replicas refuse a stream without it.
+    let cluster = cluster_id::read(store.data_dir());
     let peers = peers.clone();
     tokio::spawn(async move {
         let _counted = store.stream_guard();
@@ -256,10 +259,13 @@ async fn stream(
             Err(e) => tracing::warn!(%peer, "stream ended: {e}"),
         }
     });
-    Response::builder()
+    let mut resp = Response::builder()
         .status(StatusCode::OK)
-        .header(HEADER_EPOCH, epoch.to_string())
-        .body(channel_body(rx))
+        .header(HEADER_EPOCH, epoch.to_string());
+    if let Some(id) = cluster {
+        resp = resp.header(cluster_id::HEADER_CLUSTER_ID, id);
+    }
+    resp.body(channel_body(rx))
         .expect("static response parts are valid")
 }
 

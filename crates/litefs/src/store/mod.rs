@@ -10,6 +10,7 @@
 //! recovery reads it), `pos` (positions), `sqlite` (SQLite's on-disk
 //! headers).
 
+pub mod cluster_id;
 pub mod db;
 pub mod error;
 pub mod events;
