@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use common::etcd::EtcdServer;
+
 use common::node::{Config, Node};
 use common::sqlite3;
 
@@ -52,56 +54,6 @@ impl Drop for ConsulServer {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }
-    }
-}
-
-/// A single-member etcd on loopback ports, stopped (and its data
-/// removed) on drop.
-struct EtcdServer {
-    url: String,
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl EtcdServer {
-    fn start() -> EtcdServer {
-        let dir = tempfile::tempdir().unwrap();
-        let (client, peer) = (common::free_port(), common::free_port());
-        let url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let child = std::process::Command::new("etcd")
-            .args(["--name", "t", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-            ])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("t={peer_url}")])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("etcd (Debian's etcd-server; ./scripts/test installs it)");
-        let server = EtcdServer {
-            url,
-            child,
-            _dir: dir,
-        };
-        wait_for("etcd to answer", || {
-            std::net::TcpStream::connect(("127.0.0.1", client)).is_ok()
-        });
-        server
-    }
-}
-
-impl Drop for EtcdServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -3,6 +3,7 @@
 //! `litefs mount` process harness.
 #![allow(dead_code)]
 
+pub mod etcd;
 pub mod logcheck;
 pub mod node;
 pub mod powercut;
