@@ -335,6 +335,11 @@ impl Db {
         // can be closed either way.
         let _ = self.writer.drain();
         st.close_all();
+        if !st.journal_active {
+            if let Err(e) = st.undo.remove_if_empty() {
+                tracing::warn!(db = %self.name, "{e}");
+            }
+        }
     }
 }
 

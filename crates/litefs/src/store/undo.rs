@@ -96,19 +96,31 @@ impl UndoLog {
     }
 
     /// The transaction ended (committed or rolled back): its pre-images
-    /// are of no further use, and the file goes (a stale one would be
-    /// harmless: recovery proves a file applies before it applies it).
+    /// are of no further use. Emptied, not removed, and not synced: a
+    /// removal could become durable before SQLite's own finalization of
+    /// the journal (zeroing or truncating it is a data write), and a power
+    /// cut between them would leave a hot journal without the pre-images
+    /// its rollback needs. A stale file is harmless: recovery proves a file
+    /// applies before it applies it, and removes it; a clean close removes
+    /// an empty one.
     pub fn reset(&mut self) -> Result<()> {
         self.scan = JournalScan::default();
-        if self.len > 0 || self.file.is_some() {
-            self.file = None;
+        if self.len > 0 {
+            self.open()?;
+            let f = self.file.as_ref().expect("opened above");
+            f.set_len(0).at(&self.path)?;
             self.len = 0;
-            match std::fs::remove_file(&self.path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e).at(&self.path),
-                _ => {}
-            }
         }
         Ok(())
+    }
+
+    /// At a clean close: an empty file goes.
+    pub fn remove_if_empty(&mut self) -> Result<()> {
+        self.file = None;
+        match std::fs::metadata(&self.path) {
+            Ok(m) if m.len() == 0 => std::fs::remove_file(&self.path).at(&self.path),
+            _ => Ok(()),
+        }
     }
 
     fn open(&mut self) -> Result<()> {
