@@ -49,22 +49,10 @@ fn assert_recovered(n: &mut Node, what: &str, want_pos: Option<&str>) {
     if let Some(want) = want_pos {
         assert_eq!(n.pos(DB).as_deref(), Some(want), "{what}: position moved");
     }
+    let pos = n.pos(DB).unwrap();
     n.signal(Signal::SIGTERM);
     assert_eq!(n.wait_exit().code(), Some(0), "{what}: {}", n.log());
-    assert_eq!(
-        logcheck::replay(&logcheck::ltx_files(n, DB)),
-        fs::read(db_dir(n).join("database")).unwrap(),
-        "{what}: replaying the log does not give the database"
-    );
-    let left: Vec<String> = fs::read_dir(db_dir(n))
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|f| {
-            f.starts_with("database-")
-                || ["journal", "wal", "undo", "applying"].contains(&f.as_str())
-        })
-        .collect();
-    assert!(left.is_empty(), "{what}: files left behind: {left:?}");
+    logcheck::assert_clean_log(n, DB, &pos);
 }
 
 /// A `sqlite3` shell fed line by line, for a transaction left open.
