@@ -12,75 +12,29 @@
 //! POWER_CUT_SEED repeats a run's choices (the op counts depend on timing,
 //! so a repeat lands near, not exactly on, the same operations).
 //!
-//! POWER_CUT_MODELS picks the durability rules: `ext4` (the default, what
-//! the store assumes) or `ext4,posix`. Under POSIX's rules alone the loop
-//! fails today, by design of the log (ltxlog.rs: an LTX file's rename is
-//! not followed by a directory fsync, and SQLite's own journal deletes and
-//! WAL creation are not synced through the mount): an LTX file or the
-//! journal's removal can be lost, and the next start either refuses
-//! ("matches neither") or, when a middle LTX file was lost, starts with a
-//! log whose chain is broken.
+//! POWER_CUT_MODELS picks the durability rules: `ext4` (metadata durable
+//! in order at the next fsync of anything), `posix` (a name durable only at
+//! an fsync of its directory) or both, the default.
 
 use std::collections::HashSet;
 use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use nix::sys::signal::Signal;
+use std::time::Duration;
 
 mod common;
 
 use common::logcheck::assert_clean_log;
 use common::node::{Config, Node};
+use common::powercut::life::{
+    cut_during_recovery, kill, models, run_lives, spawn_writer, start, stop_writer,
+    wait_cut_and_kill, wait_serving, DB, WAIT,
+};
 use common::powercut::{Model, Rng, SimFs};
-use common::{is_mounted, sqlite3};
+use common::sqlite3;
 
-const WAIT: Duration = Duration::from_secs(20);
-const DB: &str = "app.db";
 const MODES: [&str; 4] = ["DELETE", "TRUNCATE", "PERSIST", "WAL"];
 /// How long the calibration run writes; cuts land within as many ops.
 const CALIBRATION: Duration = Duration::from_millis(1500);
-
-/// Commits unique ids (synchronous=FULL) and appends each acknowledged one
-/// to the ack file; now and then a large spilling transaction, a delete
-/// that frees pages for later transactions to reuse, and in WAL mode a
-/// checkpoint. Stops at the first error (the power is gone).
-const WRITER: &str = r#"
-import os, random, sqlite3, sys
-path, ack, mode, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-rnd = random.Random(seed)
-fd = os.open(ack, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-try:
-    c = sqlite3.connect(path, isolation_level=None, timeout=10)
-    c.execute("PRAGMA journal_mode=" + mode).fetchall()
-    c.execute("PRAGMA synchronous=FULL")
-    c.execute("PRAGMA cache_size=16")
-    c.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, pad BLOB)")
-    c.execute("CREATE TABLE IF NOT EXISTS junk (pad BLOB)")
-    i = 0
-    while True:
-        r = rnd.random()
-        if r < 0.05:
-            ids = list(range(i + 1, i + 101))
-            c.execute("BEGIN")
-            c.executemany("INSERT INTO t VALUES (?, randomblob(1200))", [(j,) for j in ids])
-            c.execute("INSERT INTO junk SELECT randomblob(1500) FROM t WHERE id > ?", (i,))
-            c.execute("COMMIT")
-        elif r < 0.10:
-            c.execute("DELETE FROM junk WHERE rowid IN (SELECT rowid FROM junk ORDER BY random() LIMIT 60)")
-            continue
-        elif r < 0.12 and mode == "WAL":
-            c.execute("PRAGMA wal_checkpoint(%s)" % rnd.choice(["PASSIVE", "TRUNCATE"])).fetchall()
-            continue
-        else:
-            ids = [i + 1]
-            c.execute("INSERT INTO t VALUES (?, randomblob(300))", (i + 1,))
-        i = ids[-1]
-        os.write(fd, "".join("%d\n" % j for j in ids).encode())
-except Exception:
-    sys.exit(0)
-"#;
 
 fn config() -> Config {
     Config::new(true).data("retention: \"1s\", retention-monitor-interval: \"1s\"")
@@ -88,106 +42,6 @@ fn config() -> Config {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
-fn spawn_writer(n: &Node, mode: &str, seed: u64) -> Child {
-    Command::new("python3")
-        .arg("-c")
-        .arg(WRITER)
-        .arg(n.db(DB))
-        .arg(n.file("acked"))
-        .arg(mode)
-        .arg(seed.to_string())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits (bounded) for the writer, which stops on the dead mount; the ids
-/// it acknowledged.
-fn stop_writer(mut w: Child, n: &Node) -> Vec<u64> {
-    let deadline = Instant::now() + WAIT;
-    while w.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = w.kill();
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    fs::read_to_string(n.file("acked"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect()
-}
-
-/// Whether the node's mount answers.
-fn serving(n: &Node) -> bool {
-    is_mounted(&n.mnt()) && fs::read_dir(n.mnt()).is_ok()
-}
-
-/// How many times the node's log says its mount came up.
-fn mounts(n: &Node) -> usize {
-    n.log().matches("litefs_fuse: mounted").count()
-}
-
-/// Starts the node and waits until this start's mount answers (a stale
-/// mount left by a kill must not pass for it).
-fn start(n: &mut Node) {
-    let before = mounts(n);
-    n.spawn(&[]);
-    let (log, mnt) = (n.log_path(), n.mnt());
-    n.wait_until("the mount", || {
-        let up = fs::read_to_string(&log)
-            .unwrap_or_default()
-            .matches("litefs_fuse: mounted")
-            .count();
-        up > before && is_mounted(&mnt) && fs::read_dir(&mnt).is_ok()
-    });
-}
-
-/// Waits until the mount answers (true) or the power is cut or litefs
-/// exits (false).
-fn wait_serving(n: &mut Node, sim: &SimFs, before: usize) -> bool {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if sim.cut().is_some() || !n.is_running() {
-            return false;
-        }
-        if mounts(n) > before && serving(n) {
-            return true;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "litefs never served:\n{}",
-            n.log()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Waits (bounded) for the cut, then kills litefs the way the power does.
-fn wait_cut_and_kill(n: &mut Node, sim: &SimFs, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while sim.cut().is_none() && n.is_running() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    sim.cut_now();
-    kill(n);
-}
-
-fn kill(n: &mut Node) {
-    if !n.is_running() {
-        n.wait_exit();
-    } else if is_mounted(&n.mnt()) {
-        n.kill9().unwrap();
-    } else {
-        n.signal(Signal::SIGKILL);
-        n.wait_exit();
-    }
 }
 
 /// Mutating operations of a node's first `CALIBRATION` of writing.
@@ -226,24 +80,7 @@ fn life(mode: &str, model: Model, seed: u64, budget: u64, story: &mut Vec<String
     drop(sim);
 
     if rng.coin() {
-        // A dry run measures recovery's ops on this image; the real run
-        // cuts the power somewhere inside them.
-        let dry = SimFs::mount(&n.data(), model, true);
-        start(&mut n);
-        let ops = dry.ops();
-        kill(&mut n);
-        drop(dry);
-        let mut sim = SimFs::mount(&n.data(), model, true);
-        sim.cut_at(1 + rng.below(ops.max(1)));
-        let before = mounts(&n);
-        n.spawn(&[]);
-        wait_serving(&mut n, &sim, before);
-        wait_cut_and_kill(&mut n, &sim, Duration::from_millis(200));
-        story.push(format!(
-            "recovery of {ops} ops cut at {}",
-            sim.cut().unwrap()
-        ));
-        story.push(format!("kept {}", sim.materialize(rng.next_u64())));
+        cut_during_recovery(&mut n, model, &mut rng, story);
     }
 
     start(&mut n);
@@ -286,68 +123,12 @@ fn check(n: &mut Node, acked: &[u64], story: &mut Vec<String>) {
 
 #[test]
 fn power_cut_at_any_moment_loses_no_acknowledged_transaction() {
-    let total = Duration::from_secs(env_u64("POWER_CUT_SECS").unwrap_or(64));
-    let base = env_u64("POWER_CUT_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-    });
-    eprintln!("power cut: POWER_CUT_SEED={base}, {total:?}");
-    let models: Vec<Model> = std::env::var("POWER_CUT_MODELS")
-        .unwrap_or_else(|_| "ext4".into())
-        .split(',')
-        .map(|m| match m {
-            "ext4" => Model::Ext4,
-            "posix" => Model::Posix,
-            _ => panic!("POWER_CUT_MODELS: {m:?} is neither ext4 nor posix"),
-        })
-        .collect();
-    let slot = total / (MODES.len() * models.len()) as u32;
-    let mut failures = Vec::new();
-    let mut summary = Vec::new();
-    for (mi, mode) in MODES.into_iter().enumerate() {
-        let start = Instant::now();
-        let budget = calibrate(mode);
-        for (m, &model) in models.iter().enumerate() {
-            let end = start + slot * (m as u32 + 1);
-            let mut lives = 0;
-            let mut recovery_cuts = 0;
-            while lives == 0 || Instant::now() < end {
-                let seed =
-                    Rng::new(base.wrapping_add(((mi * 2 + m) as u64) << 32 | lives)).next_u64();
-                let mut story = Vec::new();
-                let r = catch_unwind(AssertUnwindSafe(|| {
-                    life(mode, model, seed, budget, &mut story)
-                }));
-                lives += 1;
-                recovery_cuts += story.iter().filter(|s| s.starts_with("recovery")).count();
-                if let Err(e) = r {
-                    let msg = e
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
-                    failures.push(format!(
-                        "{mode} {model:?} seed {seed}: {}\n  => {msg}",
-                        story.join("; ")
-                    ));
-                }
-            }
-            summary.push(format!(
-                "{mode} {model:?}: {lives} power cuts, {recovery_cuts} more during recovery \
-                 (cuts within {budget} ops)"
-            ));
-        }
-    }
-    for s in &summary {
-        eprintln!("{s}");
-    }
-    assert!(
-        failures.is_empty(),
-        "POWER_CUT_SEED={base}: {} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
+    run_lives(
+        &MODES,
+        &models("ext4,posix"),
+        Duration::from_secs(64),
+        calibrate,
+        life,
     );
 }
 

@@ -378,6 +378,30 @@ impl Filesystem for LiteFs {
         }
     }
 
+    /// SQLite syncs the directory of a journal or WAL it has just created
+    /// (and, with synchronous=EXTRA, after deleting a journal): the names
+    /// of those files live in each database's data directory, so that is
+    /// what is synced. Answering ENOSYS, fuser's default, would make the
+    /// kernel report success for every later directory sync without asking.
+    fn fsyncdir(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        _fh: u64,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        if ino != fuser::FUSE_ROOT_ID {
+            return reply.error(ENOENT);
+        }
+        for db in self.store.dbs() {
+            if let Err(e) = db.sync_dir() {
+                return reply.error(report("fsyncdir", &e));
+            }
+        }
+        reply.ok();
+    }
+
     fn flush(
         &mut self,
         _req: &Request<'_>,

@@ -321,6 +321,15 @@ impl Db {
             .at(path)
     }
 
+    /// Makes the names in the database's data directory durable (SQLite's
+    /// directory sync after it creates or deletes a journal or WAL).
+    pub fn sync_dir(&self) -> Result<()> {
+        if self.shared.no_fsync {
+            return Ok(());
+        }
+        crate::store::ltxlog::sync_dir(&self.dir)
+    }
+
     fn read_only(&self, op: &'static str) -> StoreError {
         StoreError::ReadOnly {
             db: self.name.clone(),
@@ -336,7 +345,7 @@ impl Db {
         let _ = self.writer.drain();
         st.close_all();
         if !st.journal_active {
-            if let Err(e) = st.undo.remove_if_empty() {
+            if let Err(e) = st.undo.remove_if_finished() {
                 tracing::warn!(db = %self.name, "{e}");
             }
         }

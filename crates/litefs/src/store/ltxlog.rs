@@ -1,20 +1,23 @@
 //! The transaction log of one database: `dbs/<db>/ltx/<min>-<max>.ltx`.
-//! Writes each file under a temp name, fdatasyncs it, then renames it, so a
-//! crash leaves either the whole file or only a `.tmp`; a final-named file
-//! that does not verify is corruption, never a torn write.
 //!
-//! One fsync per commit, not two: the directory is not fsynced after the
-//! rename. What makes that safe (see `write` and `remove_temp_files`):
-//! fdatasync of a newly created file also makes its directory entry durable
-//! on Linux's ext4 (with or without a journal), xfs and btrfs, so once
-//! `write` returns the file is durable under its temp name at least; the
-//! rename is made durable by a later sync of the directory's metadata
-//! (on those file systems, the next commit's fdatasync of its new file
-//! does it) or, after a crash, startup renames a complete temp file that
-//! continues the log instead of deleting it. POSIX alone does not promise
-//! the name survives: on a file system that loses a synced new file's name
-//! the newest LTX file could be lost, and recovery then stops with "matches
-//! neither", never silently.
+//! `write` makes a file durable under its final name before it returns:
+//! written under a temp name, renamed, then fdatasynced, then the
+//! directory fsynced. The directory fsync is what POSIX asks for a new
+//! name to survive a power cut; the log is the source of truth for every
+//! replica, and a lost file would leave a database ahead of its log (or a
+//! log whose chain is broken). Renaming before the fdatasync costs almost
+//! nothing on Linux's journaling file systems: the fdatasync commits the
+//! file's creation and rename together, and the directory fsync then finds
+//! nothing left to commit. The price is that a power cut between the rename
+//! and the fdatasync can leave the newest file torn under its final name:
+//! that file's transaction never committed (SQLite is told only once
+//! `write` returns), so startup after an unclean stop sets it aside
+//! (`set_aside_torn_newest`) and removes it once the database proves it.
+//! Any other final-named file that does not verify is corruption.
+//!
+//! A crash can also leave `.tmp` files: unfinished, removed at startup,
+//! except a complete one that continues the log (`remove_temp_files`),
+//! which older versions could leave when their rename was lost.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -100,7 +103,7 @@ impl LtxLog {
     /// transactions never committed. Except one kind: a complete temp file
     /// (it verifies) that continues the log (next TXID, pre-apply checksum
     /// equal to the last file's post-apply one) is a commit whose rename
-    /// was not yet durable (`write` does not fsync the directory); it is
+    /// a crash lost (versions before the directory sync); it is
     /// renamed to its final name, as `write` would have, and kept. Returns
     /// how many were removed.
     pub fn remove_temp_files(&self) -> Result<usize> {
@@ -132,6 +135,52 @@ impl LtxLog {
             sync_dir(&self.dir)?;
         }
         Ok(n)
+    }
+
+    /// Renames the newest file to `<name>.torn`, out of the log, when it
+    /// does not verify: a power cut between its rename and its fdatasync
+    /// (see the module comment). Returns the new path.
+    pub fn set_aside_torn_newest(&self) -> Result<Option<PathBuf>> {
+        let Some(last) = self.last()? else {
+            return Ok(None);
+        };
+        let f = File::open(&last.path).at(&last.path)?;
+        if ltx::verify(std::io::BufReader::new(f)).is_ok() {
+            return Ok(None);
+        }
+        let aside = last.path.with_extension("ltx.torn");
+        fs::rename(&last.path, &aside).at(&aside)?;
+        sync_dir(&self.dir)?;
+        Ok(Some(aside))
+    }
+
+    /// Removes every file but the newest; returns how many.
+    pub fn remove_all_but_newest(&self) -> Result<usize> {
+        let mut files = self.list()?;
+        files.pop();
+        for f in &files {
+            fs::remove_file(&f.path).at(&f.path)?;
+        }
+        Ok(files.len())
+    }
+
+    /// Removes the files before the newest break in the TXID chain and
+    /// returns how many. Retention removes the oldest files first, but a
+    /// power cut may keep only some of those removals (POSIX orders no
+    /// unsynced directory change), leaving an old file beyond a gap: no
+    /// replica can catch up across it, and retention meant it to go.
+    pub fn remove_before_gap(&self) -> Result<usize> {
+        let files = self.list()?;
+        let Some(cut) = files
+            .windows(2)
+            .rposition(|w| w[1].min_txid != w[0].max_txid + 1)
+        else {
+            return Ok(0);
+        };
+        for f in &files[..=cut] {
+            fs::remove_file(&f.path).at(&f.path)?;
+        }
+        Ok(cut + 1)
     }
 
     /// Renames `tmp` (`<min>-<max>.ltx.tmp`) to its final name when it is a
@@ -169,9 +218,8 @@ impl LtxLog {
         Ok(true)
     }
 
-    /// Writes one LTX file and makes it durable before returning: its
-    /// content and its temp name by the fdatasync, its final name by the
-    /// next commit's fdatasync or at startup (see the module comment).
+    /// Writes one LTX file and makes it durable under its final name before
+    /// returning (with `sync`; see the module comment).
     /// On an error the temp file is removed, so startup cannot roll
     /// forward a transaction whose commit SQLite saw fail.
     pub fn write<'a>(
@@ -183,12 +231,25 @@ impl LtxLog {
     ) -> Result<PathBuf> {
         let path = self.path_for(header.min_txid, header.max_txid);
         let tmp = path.with_extension("ltx.tmp");
-        let written = self.write_temp(&tmp, header, pages, post_apply_checksum, sync);
-        if written.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        written?;
+        let file = match self.write_temp(&tmp, header, pages, post_apply_checksum) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
         fs::rename(&tmp, &path).at(&path)?;
+        if sync {
+            let synced = file
+                .sync_data()
+                .at(&path)
+                .and_then(|()| sync_dir(&self.dir));
+            if let Err(e) = synced {
+                let _ = fs::remove_file(&path);
+                return Err(e);
+            }
+            self.fsyncs.fetch_add(2, Ordering::Relaxed);
+        }
         Ok(path)
     }
 
@@ -198,11 +259,10 @@ impl LtxLog {
         header: &ltx::Header,
         pages: impl IntoIterator<Item = (u32, &'a [u8])>,
         post_apply_checksum: u64,
-        sync: bool,
-    ) -> Result<()> {
+    ) -> Result<File> {
         let file = match File::create(tmp) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir_all(&self.dir).at(&self.dir)?;
+                create_dirs_durably(&self.dir)?;
                 File::create(tmp)
             }
             r => r,
@@ -218,12 +278,7 @@ impl LtxLog {
             enc.encode_page(pgno, data).map_err(ltx_err)?;
         }
         let (w, _trailer) = enc.finish(post_apply_checksum).map_err(ltx_err)?;
-        let file = w.into_inner().map_err(|e| e.into_error()).at(tmp)?;
-        if sync {
-            file.sync_data().at(tmp)?;
-            self.fsyncs.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
+        w.into_inner().map_err(|e| e.into_error()).at(tmp)
     }
 
     /// Deletes files whose transactions are all older than `retention`,
@@ -419,5 +474,40 @@ mod durability_tests {
         .unwrap();
         assert_eq!(log.remove_temp_files().unwrap(), 2);
         assert_eq!(txids(&log), vec![1, 2]);
+    }
+
+    #[test]
+    fn files_cut_off_by_an_interrupted_retention_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LtxLog::new(dir.path().join("ltx"));
+        write_chain(&log, 6);
+        assert_eq!(log.remove_before_gap().unwrap(), 0);
+        // Retention removed 1-4, and a power cut kept only the removals of
+        // 2 and 4.
+        for txid in [2, 4] {
+            fs::remove_file(log.path_for(txid, txid)).unwrap();
+        }
+        assert_eq!(log.remove_before_gap().unwrap(), 2);
+        assert_eq!(txids(&log), vec![5, 6]);
+    }
+
+    #[test]
+    fn a_newest_file_torn_between_its_rename_and_its_fdatasync_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LtxLog::new(dir.path().join("ltx"));
+        write_chain(&log, 3);
+        assert_eq!(log.set_aside_torn_newest().unwrap(), None);
+        let newest = log.path_for(3, 3);
+        let len = fs::metadata(&newest).unwrap().len();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&newest)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+        let aside = newest.with_extension("ltx.torn");
+        assert_eq!(log.set_aside_torn_newest().unwrap(), Some(aside.clone()));
+        assert_eq!(txids(&log), vec![1, 2]);
+        assert!(aside.exists());
     }
 }

@@ -6,8 +6,12 @@
 //!
 //! 1. Remove `pos.tmp`, `applying.tmp`, `database.*.tmp` (small files
 //!    written as temp + rename; the originals are intact) and unfinished
-//!    `ltx/*.tmp` (complete ones that chain on are promoted, see `ltxlog`).
-//!    -> the same removals again.
+//!    `ltx/*.tmp` (complete ones that chain on are promoted, see `ltxlog`),
+//!    the newest LTX file set aside as `.torn` if a power cut tore it
+//!    between its rename and its fdatasync (removed at step 10 once the
+//!    database matches the log without it), and LTX files before a
+//!    break in the TXID chain (retention's removals that a power cut kept
+//!    only in part). -> the same removals again.
 //! 2. Give `database-journal` / `database-wal`, left by a start killed
 //!    inside step 5, their data-dir names back; remove `database-shm`;
 //!    create an empty `database` if there is none. -> the renames are done
@@ -95,16 +99,95 @@ pub(crate) fn recover(
     log: &LtxLog,
     opts: &RecoverOptions,
 ) -> Result<Recovered> {
+    match recover_log(name, dir, log, opts) {
+        Err(e) if opts.follower => resync_follower(name, dir, log, &e),
+        r => r,
+    }
+}
+
+/// A follower fsyncs nothing it applies (see StoreOptions::follower), so
+/// after a power cut any of its files may be torn: whatever stopped its
+/// recovery, everything but the database file is moved aside and the
+/// primary is asked for a snapshot, which replaces the database whole.
+fn resync_follower(name: &str, dir: &Path, log: &LtxLog, e: &StoreError) -> Result<Recovered> {
+    let moved = crate::store::repair::move_aside(
+        dir,
+        &[
+            "ltx",
+            "pos",
+            "applying",
+            "journal",
+            "wal",
+            "shm",
+            "undo",
+            "database-journal",
+            "database-wal",
+            "database-shm",
+        ],
+    )?;
+    tracing::warn!(
+        db = name,
+        moved = %moved.display(),
+        "this replica's log or database is damaged ({e}); asking the primary for a snapshot"
+    );
+    crate::store::ltxlog::create_dirs_durably(log.dir())?;
+    let db_path = dir.join(FileKind::Database.data_file_name());
+    if !db_path.exists() {
+        File::create(&db_path).at(&db_path)?;
+    }
+    let db_len = fs::metadata(&db_path).at(&db_path)?.len();
+    let page_size = read_page_size(&db_path).unwrap_or(0);
+    Ok(Recovered {
+        pos: Pos::default(),
+        commit: if page_size == 0 {
+            0
+        } else {
+            (db_len / page_size as u64) as u32
+        },
+        page_size,
+        checksum: ltx::DbChecksum::new(),
+    })
+}
+
+fn recover_log(name: &str, dir: &Path, log: &LtxLog, opts: &RecoverOptions) -> Result<Recovered> {
     let corrupt = |reason: String| StoreError::Corrupt {
         db: name.to_string(),
         reason,
     };
+    // A follower's resync may have moved it aside (and been cut short).
+    crate::store::ltxlog::create_dirs_durably(log.dir())?;
     let removed = log.remove_temp_files()?;
     if removed > 0 {
         tracing::info!(
             db = name,
             removed,
             "removed unfinished LTX files left by a crash"
+        );
+    }
+    // The newest file torn between its rename and its fdatasync (see
+    // `ltxlog`): only after an unclean stop, and not on a follower, whose
+    // torn files are not this moment's alone (it syncs nothing it applies:
+    // they fail verification below and it resyncs). Set aside, not
+    // removed, until the database proves it never committed.
+    let unclean = !PosHint::read(&dir.join("pos")).is_some_and(|h| h.clean);
+    let torn = if unclean && !opts.follower {
+        log.set_aside_torn_newest()?
+    } else {
+        None
+    };
+    if let Some(torn) = &torn {
+        tracing::warn!(
+            db = name,
+            path = %torn.display(),
+            "set the newest LTX file aside: it is torn, as a power cut leaves a transaction that never committed"
+        );
+    }
+    let removed = log.remove_before_gap()?;
+    if removed > 0 {
+        tracing::info!(
+            db = name,
+            removed,
+            "removed old LTX files that a crash cut off from the log (an interrupted retention)"
         );
     }
     // Half-written small files of an earlier run (hint, marker, a
@@ -127,33 +210,7 @@ pub(crate) fn recover(
     }
 
     let mut last = match log.last()? {
-        Some(entry) => match verify_ltx(name, &entry) {
-            Ok(v) => Some(v),
-            // A follower re-fetches what it lost from the primary (its log
-            // files are not fsynced, see StoreOptions::follower): after a
-            // power cut the newest may be torn. Keep it aside and resync.
-            Err(e) if opts.follower => {
-                let moved = crate::store::repair::move_aside(dir, &["ltx", "pos", "applying"])?;
-                tracing::warn!(
-                    db = name,
-                    moved = %moved.display(),
-                    "the log of this replica is damaged ({e}); asking the primary for a snapshot"
-                );
-                let db_len = fs::metadata(&db_path).at(&db_path)?.len();
-                let page_size = read_page_size(&db_path).unwrap_or(0);
-                return Ok(Recovered {
-                    pos: Pos::default(),
-                    commit: if page_size == 0 {
-                        0
-                    } else {
-                        (db_len / page_size as u64) as u32
-                    },
-                    page_size,
-                    checksum: ltx::DbChecksum::new(),
-                });
-            }
-            Err(e) => return Err(e),
-        },
+        Some(entry) => Some(verify_ltx(name, &entry)?),
         None => None,
     };
 
@@ -229,6 +286,21 @@ pub(crate) fn recover(
         last
     };
 
+    if opts.follower && !PosHint::read(&dir.join("pos")).is_some_and(|h| h.clean) {
+        // After an unclean stop any file of a follower's log may be torn
+        // (it syncs nothing it applies) and only the newest is verified:
+        // the older ones go, once an interrupted apply is finished (the
+        // primary keeps its own log, and a follower serves none).
+        let removed = log.remove_all_but_newest()?;
+        if removed > 0 {
+            tracing::info!(
+                db = name,
+                removed,
+                "removed this replica's older LTX files after an unclean stop"
+            );
+        }
+    }
+
     let hint_path = dir.join("pos");
     let hint = PosHint::read(&hint_path);
     let db_len = fs::metadata(&db_path).at(&db_path)?.len();
@@ -271,6 +343,20 @@ pub(crate) fn recover(
             page_size,
             checksum: ltx::DbChecksum::new(),
         },
+        (None, _) if opts.follower => {
+            // A follower's log is the primary's to give: whatever this
+            // database is, the primary's snapshot replaces it.
+            tracing::warn!(
+                db = name,
+                "database has no LTX files after an unclean stop; asking the primary for a snapshot"
+            );
+            Recovered {
+                pos: Pos::default(),
+                commit: (db_len / page_size.max(1) as u64) as u32,
+                page_size,
+                checksum: ltx::DbChecksum::new(),
+            }
+        }
         (None, _) => {
             // A database without a log (imported by hand, or its ltx/
             // directory removed as the documented way out of a corrupt
@@ -351,6 +437,10 @@ pub(crate) fn recover(
         }
     };
     PosHint::write(&hint_path, rec.pos, false, opts.sync)?;
+    if let Some(torn) = torn {
+        // The database is at a state of the log without it.
+        fs::remove_file(&torn).at(&torn)?;
+    }
     Ok(rec)
 }
 

@@ -41,8 +41,13 @@ const UNDO_HEADER: u64 = 8 + 8 + 8 + 4;
 pub(crate) struct UndoLog {
     path: PathBuf,
     file: Option<File>,
-    /// Bytes written for the current transaction (0: nothing, no header).
+    /// Bytes in the file (0: nothing, no header).
     len: u64,
+    /// The position the file's pre-images restore.
+    base: (u64, u64),
+    /// The file holds a finished transaction's pre-images, kept until the
+    /// next transaction needs the file (see `reset`).
+    finished: bool,
     scan: JournalScan,
 }
 
@@ -52,6 +57,8 @@ impl UndoLog {
             path: dir.join(UNDO_FILE),
             file: None,
             len: 0,
+            base: (0, 0),
+            finished: false,
             scan: JournalScan::default(),
         }
     }
@@ -75,7 +82,10 @@ impl UndoLog {
         if self.scan.contains(pgno, page.len() as u32)? {
             return Ok(());
         }
-        self.open()?;
+        self.open(sync)?;
+        if self.finished || (self.len > 0 && base != self.base) {
+            self.discard_finished(sync)?;
+        }
         let mut buf = Vec::with_capacity(UNDO_HEADER as usize + 12 + page.len());
         if self.len == 0 {
             buf.extend_from_slice(UNDO_MAGIC);
@@ -92,39 +102,72 @@ impl UndoLog {
             f.sync_data().at(&self.path)?;
         }
         self.len += buf.len() as u64;
+        self.base = base;
         Ok(())
     }
 
     /// The transaction ended (committed or rolled back): its pre-images
-    /// are of no further use. Emptied, not removed, and not synced: a
-    /// removal could become durable before SQLite's own finalization of
-    /// the journal (zeroing or truncating it is a data write), and a power
-    /// cut between them would leave a hot journal without the pre-images
-    /// its rollback needs. A stale file is harmless: recovery proves a file
-    /// applies before it applies it, and removes it; a clean close removes
-    /// an empty one.
+    /// are of no further use once SQLite's finalization of its journal is
+    /// durable, which this moment does not tell: a deleted journal's
+    /// unlink, for one, reaches the disk at the next directory sync or
+    /// journal commit, and emptying or removing the file before that
+    /// could, after a power cut, leave a hot journal whose rollback needs
+    /// the pre-images that are gone. So the file stays as it is until the
+    /// next transaction that needs it (`discard_finished`). A stale file
+    /// is harmless: recovery proves a file applies before it applies it.
     pub fn reset(&mut self) -> Result<()> {
         self.scan = JournalScan::default();
         if self.len > 0 {
-            self.open()?;
-            let f = self.file.as_ref().expect("opened above");
-            f.set_len(0).at(&self.path)?;
-            self.len = 0;
+            self.finished = true;
         }
         Ok(())
     }
 
-    /// At a clean close: an empty file goes.
-    pub fn remove_if_empty(&mut self) -> Result<()> {
+    /// A newer transaction needs the file: make the earlier transaction's
+    /// end durable (its journal's removal or rewrite is in the database's
+    /// directory and file, synced by SQLite's new journal or here), then
+    /// empty the file.
+    fn discard_finished(&mut self, sync: bool) -> Result<()> {
+        if sync {
+            self.sync_dir()?;
+        }
+        let f = self.file.as_ref().expect("opened by the caller");
+        f.set_len(0).at(&self.path)?;
+        self.len = 0;
+        self.finished = false;
+        Ok(())
+    }
+
+    /// At a clean close (every transaction ended and SQLite's files are
+    /// closed, so its journal's end is as durable as it will be made):
+    /// the file goes.
+    pub fn remove_if_finished(&mut self) -> Result<()> {
         self.file = None;
         match std::fs::metadata(&self.path) {
-            Ok(m) if m.len() == 0 => std::fs::remove_file(&self.path).at(&self.path),
+            Ok(m) if m.len() == 0 || self.finished => {
+                if self.finished {
+                    self.sync_dir()?;
+                }
+                self.finished = false;
+                self.len = 0;
+                std::fs::remove_file(&self.path).at(&self.path)
+            }
             _ => Ok(()),
         }
     }
 
-    fn open(&mut self) -> Result<()> {
+    fn sync_dir(&self) -> Result<()> {
+        match self.path.parent() {
+            Some(dir) => crate::store::ltxlog::sync_dir(dir),
+            None => Ok(()),
+        }
+    }
+
+    /// Opens or creates the file; a new file's name is made durable before
+    /// any pre-image is trusted to it (POSIX: only a directory fsync does).
+    fn open(&mut self, sync: bool) -> Result<()> {
         if self.file.is_none() {
+            let created = !self.path.exists();
             let f = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -134,6 +177,9 @@ impl UndoLog {
                 .at(&self.path)?;
             self.len = f.metadata().at(&self.path)?.len();
             self.file = Some(f);
+            if created && sync {
+                self.sync_dir()?;
+            }
         }
         Ok(())
     }
@@ -301,5 +347,39 @@ impl UndoFile {
     fn first_images(&self) -> Vec<&(u32, Vec<u8>)> {
         let mut seen = HashSet::new();
         self.pages.iter().filter(|(p, _)| seen.insert(*p)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(b: u8) -> Vec<u8> {
+        vec![b; 512]
+    }
+
+    /// A finished transaction's pre-images stay until the next one needs
+    /// the file: a power cut may still bring its hot journal back.
+    #[test]
+    fn pre_images_outlive_the_transaction_until_the_next_one_needs_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = UndoLog::new(dir.path());
+        log.begin(&dir.path().join("journal"));
+        log.before_overwrite(3, &page(1), (7, 70), true).unwrap();
+        log.before_overwrite(4, &page(2), (7, 70), true).unwrap();
+        log.reset().unwrap();
+        let kept = UndoFile::read(dir.path()).unwrap().expect("undo file");
+        assert_eq!((kept.base_txid, kept.base_checksum), (7, 70));
+        assert_eq!(kept.pages, vec![(3, page(1)), (4, page(2))]);
+
+        log.begin(&dir.path().join("journal"));
+        log.before_overwrite(5, &page(3), (8, 80), true).unwrap();
+        let next = UndoFile::read(dir.path()).unwrap().expect("undo file");
+        assert_eq!((next.base_txid, next.base_checksum), (8, 80));
+        assert_eq!(next.pages, vec![(5, page(3))]);
+
+        log.reset().unwrap();
+        log.remove_if_finished().unwrap();
+        assert!(!dir.path().join(UNDO_FILE).exists());
     }
 }

@@ -20,6 +20,7 @@
 //! other than size and mode, and torn writes inside a page.
 
 mod fuse;
+pub mod life;
 mod sim;
 
 use std::fs;
