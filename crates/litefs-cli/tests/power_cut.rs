@@ -26,7 +26,7 @@ mod common;
 use common::logcheck::assert_clean_log;
 use common::node::{Config, Node};
 use common::powercut::life::{
-    cut_during_recovery, kill, models, run_lives, spawn_writer, start, stop_writer,
+    cut_during_recovery, follow_model, kill, models, run_lives, spawn_writer, start, stop_writer,
     wait_cut_and_kill, wait_serving, DB, WAIT,
 };
 use common::powercut::{Model, Rng, SimFs};
@@ -47,6 +47,7 @@ fn text(b: &[u8]) -> String {
 /// Mutating operations of a node's first `CALIBRATION` of writing.
 fn calibrate(mode: &str) -> u64 {
     let mut n = Node::new(WAIT);
+    follow_model(&mut n, Model::Ext4);
     n.config(config());
     fs::create_dir(n.data()).unwrap();
     let sim = SimFs::mount(&n.data(), Model::Ext4, false);
@@ -66,6 +67,7 @@ fn calibrate(mode: &str) -> u64 {
 fn life(mode: &str, model: Model, seed: u64, budget: u64, story: &mut Vec<String>) {
     let mut rng = Rng::new(seed);
     let mut n = Node::new(WAIT);
+    follow_model(&mut n, model);
     n.config(config());
     fs::create_dir(n.data()).unwrap();
     let mut sim = SimFs::mount(&n.data(), model, false);
@@ -141,6 +143,7 @@ fn power_cut_at_every_step_of_a_first_start_leaves_a_node_that_starts() {
     for model in [Model::Ext4, Model::Posix] {
         let ops = {
             let mut n = Node::new(WAIT);
+            follow_model(&mut n, model);
             n.config(config());
             fs::create_dir(n.data()).unwrap();
             let sim = SimFs::mount(&n.data(), model, false);
@@ -152,6 +155,7 @@ fn power_cut_at_every_step_of_a_first_start_leaves_a_node_that_starts() {
         assert!(ops > 0, "{model:?}: a first start wrote nothing");
         for k in 1..=ops {
             let mut n = Node::new(WAIT);
+            follow_model(&mut n, model);
             n.config(config());
             fs::create_dir(n.data()).unwrap();
             let mut sim = SimFs::mount(&n.data(), model, false);

@@ -24,8 +24,8 @@ mod common;
 use common::logcheck::assert_clean_log;
 use common::node::{Config, Node};
 use common::powercut::life::{
-    cut_during_recovery, kill, models, run_lives, spawn_writer, start, wait_cut_and_kill,
-    wait_serving, DB, WAIT,
+    cut_during_recovery, follow_model, kill, models, run_lives, spawn_writer, start,
+    wait_cut_and_kill, wait_serving, DB, WAIT,
 };
 use common::powercut::{Model, Rng, SimFs};
 use common::sqlite3;
@@ -59,9 +59,11 @@ fn read_pos(path: &std::path::Path) -> Option<String> {
     fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
-/// A replica of `p` on 127.0.0.2, not started, with its data dir made.
-fn replica(p: &Node) -> Node {
-    let r = Node::on_host(2, WAIT);
+/// A replica of `p` on 127.0.0.2 under `model`'s rules, not started, with
+/// its data dir made.
+fn replica(p: &Node, model: Model) -> Node {
+    let mut r = Node::on_host(2, WAIT);
+    follow_model(&mut r, model);
     r.config(
         Config::new(false)
             .primary("primary", &p.url())
@@ -80,7 +82,7 @@ fn stop_writer(mut w: Child) {
 /// Mutating operations of a replica's first `CALIBRATION` of following.
 fn calibrate(mode: &str) -> u64 {
     let (p, w) = primary(mode, 1);
-    let mut r = replica(&p);
+    let mut r = replica(&p, Model::Ext4);
     let sim = SimFs::mount(&r.data(), Model::Ext4, false);
     start(&mut r);
     std::thread::sleep(CALIBRATION);
@@ -94,7 +96,7 @@ fn calibrate(mode: &str) -> u64 {
 fn life(mode: &str, model: Model, seed: u64, budget: u64, story: &mut Vec<String>) {
     let mut rng = Rng::new(seed);
     let (mut p, w) = primary(mode, rng.next_u64());
-    let mut r = replica(&p);
+    let mut r = replica(&p, model);
     let mut sim = SimFs::mount(&r.data(), model, false);
     sim.cut_at(1 + rng.below(budget));
     r.spawn(&[]);

@@ -323,8 +323,10 @@ impl Db {
 
     /// Makes the names in the database's data directory durable (SQLite's
     /// directory sync after it creates or deletes a journal or WAL).
+    /// On ext4, xfs and btrfs the file's own fsync already did
+    /// (`dir_sync.rs`).
     pub fn sync_dir(&self) -> Result<()> {
-        if self.shared.no_fsync {
+        if self.shared.no_fsync || !self.log.needs_dir_sync() {
             return Ok(());
         }
         crate::store::ltxlog::sync_dir(&self.dir)

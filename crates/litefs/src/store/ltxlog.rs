@@ -1,19 +1,18 @@
 //! The transaction log of one database: `dbs/<db>/ltx/<min>-<max>.ltx`.
 //!
 //! `write` makes a file durable under its final name before it returns:
-//! written under a temp name, renamed, then fdatasynced, then the
-//! directory fsynced. The directory fsync is what POSIX asks for a new
-//! name to survive a power cut; the log is the source of truth for every
-//! replica, and a lost file would leave a database ahead of its log (or a
-//! log whose chain is broken). Renaming before the fdatasync costs almost
-//! nothing on Linux's journaling file systems: the fdatasync commits the
-//! file's creation and rename together, and the directory fsync then finds
-//! nothing left to commit. The price is that a power cut between the rename
-//! and the fdatasync can leave the newest file torn under its final name:
-//! that file's transaction never committed (SQLite is told only once
-//! `write` returns), so startup after an unclean stop sets it aside
-//! (`set_aside_torn_newest`) and removes it once the database proves it.
-//! Any other final-named file that does not verify is corruption.
+//! written under a temp name, renamed, fdatasynced, and, where the file
+//! system needs it (`dir_sync.rs`: everywhere but ext4, xfs and btrfs), the
+//! directory fsynced. The log is the source of truth for every replica: a
+//! lost file would leave a database ahead of its log, or a log whose chain
+//! is broken. Renaming before the fdatasync is what lets one fdatasync make
+//! the final name durable on those file systems. The price is that a power
+//! cut between the rename and the fdatasync can leave the newest file torn
+//! under its final name: that file's transaction never committed (SQLite
+//! is told only once `write` returns), so startup after an unclean stop
+//! sets it aside (`set_aside_torn_newest`) and removes it once the database
+//! proves it. Any other final-named file that does not verify is
+//! corruption.
 //!
 //! A crash can also leave `.tmp` files: unfinished, removed at startup,
 //! except a complete one that continues the log (`remove_temp_files`),
@@ -41,6 +40,9 @@ pub struct LtxLog {
     /// fsync/fdatasync calls made by `write` (file and directory), for the
     /// benchmark's fsyncs-per-commit figure.
     fsyncs: Arc<AtomicU64>,
+    /// Whether `write` must fsync the directory (`dir_sync.rs`), learned at
+    /// the first write, once the directory exists.
+    dir_sync: Arc<std::sync::OnceLock<bool>>,
 }
 
 impl LtxLog {
@@ -48,7 +50,16 @@ impl LtxLog {
         LtxLog {
             dir,
             fsyncs: Arc::default(),
+            dir_sync: Arc::default(),
         }
+    }
+
+    /// Whether a new name in this log (or beside it, in the database's
+    /// directory) needs a directory fsync to survive a power cut.
+    pub(crate) fn needs_dir_sync(&self) -> bool {
+        *self
+            .dir_sync
+            .get_or_init(|| !crate::store::dir_sync::names_durable_with_file_sync(&self.dir))
     }
 
     /// fsync/fdatasync calls `write` has made through this log.
@@ -240,15 +251,20 @@ impl LtxLog {
         };
         fs::rename(&tmp, &path).at(&path)?;
         if sync {
-            let synced = file
-                .sync_data()
-                .at(&path)
-                .and_then(|()| sync_dir(&self.dir));
+            let dir_sync = self.needs_dir_sync();
+            let synced = file.sync_data().at(&path).and_then(|()| {
+                if dir_sync {
+                    sync_dir(&self.dir)
+                } else {
+                    Ok(())
+                }
+            });
             if let Err(e) = synced {
                 let _ = fs::remove_file(&path);
                 return Err(e);
             }
-            self.fsyncs.fetch_add(2, Ordering::Relaxed);
+            self.fsyncs
+                .fetch_add(1 + dir_sync as u64, Ordering::Relaxed);
         }
         Ok(path)
     }

@@ -23,6 +23,7 @@ mod abort;
 mod apply;
 mod commit;
 mod dir_lock;
+mod dir_sync;
 mod diverged;
 mod epoch;
 mod journal;

@@ -178,6 +178,17 @@ pub fn cut_during_recovery(n: &mut Node, model: Model, rng: &mut Rng, story: &mu
     story.push(format!("kept {}", sim.materialize(rng.next_u64())));
 }
 
+/// Runs the model's rules in litefs too: on the simulated file system (a
+/// FUSE mount, where litefs would fsync every directory) the ext4 model
+/// makes it skip the directory fsyncs, as it does on a real ext4.
+pub fn follow_model(n: &mut Node, model: Model) {
+    let dir_sync = match model {
+        Model::Ext4 => "never",
+        Model::Posix => "always",
+    };
+    n.env("LITEFS_DIR_SYNC", dir_sync);
+}
+
 pub fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
