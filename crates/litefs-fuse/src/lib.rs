@@ -126,11 +126,30 @@ fn invalidate_on_role_change(store: &Arc<Store>, notifier: Arc<Mutex<Option<fuse
 }
 
 fn drop_cached_pages(n: &fuser::Notifier, db: &litefs::store::Db, why: &str) {
-    let ino = node::Node::File(db.id(), litefs::store::FileKind::Database).ino();
+    use litefs::store::FileKind;
+    let ino = node::Node::File(db.id(), FileKind::Database).ino();
     // ENOENT: the kernel has nothing cached for it.
-    if let Err(e) = n.inval_inode(ino, 0, 0) {
+    let warn = |e: io::Error| {
         if e.raw_os_error() != Some(libc::ENOENT) {
             tracing::warn!(db = db.name(), why, error = %e, "cannot drop cached database pages");
+        }
+    };
+    if let Err(e) = n.inval_inode(ino, 0, 0) {
+        warn(e);
+    }
+    if db.is_dropped() {
+        // Deleted: its names must stop resolving, and a database created
+        // again under them (same inodes) must not show the old pages.
+        for kind in FileKind::ALL {
+            let name = format!("{}{}", db.name(), kind.mount_suffix());
+            if let Err(e) = n.inval_entry(fuser::FUSE_ROOT_ID, std::ffi::OsStr::new(&name)) {
+                warn(e);
+            }
+            if kind != FileKind::Database {
+                if let Err(e) = n.inval_inode(node::Node::File(db.id(), kind).ino(), 0, 0) {
+                    warn(e);
+                }
+            }
         }
     }
 }

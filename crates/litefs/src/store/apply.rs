@@ -124,6 +124,9 @@ impl Db {
         // handle; the mount reopens lazily.
         st.close_all();
         let db_path = self.path(FileKind::Database);
+        // Absent after a drop: the file the next transaction creates needs
+        // its name made durable too.
+        let created = !db_path.exists();
         let mut db = OpenOptions::new()
             .read(true)
             .write(true)
@@ -143,6 +146,9 @@ impl Db {
         }
         if fsync {
             db.sync_all().at(&db_path)?;
+            if created {
+                sync_dir(self.dir())?;
+            }
         }
         fs::remove_file(&marker).at(&marker)?;
 
@@ -151,6 +157,14 @@ impl Db {
         st.commit = last_h.commit;
         st.page_size = last_h.page_size;
         st.checksum = ltx::DbChecksum::from_value(last_t.post_apply_checksum);
+        if last_h.commit == 0 {
+            // The primary deleted the database (see `dropdb.rs`).
+            self.remove_data_files(&mut st)?;
+            if fsync {
+                sync_dir(self.dir())?;
+            }
+            tracing::info!(db = self.name(), pos = %st.pos, "database deleted by the primary");
+        }
         let pos = st.pos;
         drop(st);
 

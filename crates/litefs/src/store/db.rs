@@ -290,10 +290,7 @@ impl Db {
         match kind {
             FileKind::Shm => st.unlink_raw(&self.dir, kind),
             _ if !primary => Err(self.read_only("delete")),
-            FileKind::Database => Err(StoreError::Corrupt {
-                db: self.name.clone(),
-                reason: "deleting a database through the mount is not supported".into(),
-            }),
+            FileKind::Database => self.drop_database(&mut st),
             FileKind::Journal => self.unlink_journal(&mut st),
             FileKind::Wal => {
                 self.writer.drain()?;

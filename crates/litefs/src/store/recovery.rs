@@ -11,7 +11,9 @@
 //! 2. Give `database-journal` / `database-wal`, left by a start killed
 //!    inside step 5, their data-dir names back; remove `database-shm`;
 //!    create an empty `database` if there is none. -> the renames are done
-//!    or not; step 5 runs again from the start.
+//!    or not; step 5 runs again from the start. A log that ends in a drop
+//!    (`dropdb.rs`) instead has whatever files are left removed, here or
+//!    once steps 3-8 have run. -> the same removals again.
 //! 3. Verify the newest LTX file (read only). -> nothing to redo.
 //! 4. Log committed WAL transactions the log lacks (`rebuild.rs`: temp file,
 //!    fsync, rename). -> temps removed by step 1; files already renamed are
@@ -120,6 +122,11 @@ pub(crate) fn recover(
     resume_sqlite_recovery(name, dir)?;
     let db_path = dir.join(FileKind::Database.data_file_name());
     if !db_path.exists() {
+        // A deleted database stays deleted (a damaged newest file is left
+        // to the checks below).
+        if let Ok(Some(pos)) = crate::store::dropdb::dropped_at(log) {
+            return finish_dropped(name, dir, pos, opts);
+        }
         File::create(&db_path).at(&db_path)?;
         // Its name must outlive a power cut like the pages SQLite will
         // fsync into it (POSIX: only a directory fsync makes it durable).
@@ -228,6 +235,14 @@ pub(crate) fn recover(
     } else {
         last
     };
+    if let Some((_, h, t)) = last.as_ref().filter(|(_, h, _)| h.commit == 0) {
+        tracing::debug!(
+            db = name,
+            txid = h.max_txid,
+            "the newest transaction is a drop"
+        );
+        return finish_dropped(name, dir, Pos::new(h.max_txid, t.post_apply_checksum), opts);
+    }
 
     let hint_path = dir.join("pos");
     let hint = PosHint::read(&hint_path);
@@ -351,6 +366,13 @@ pub(crate) fn recover(
         }
     };
     PosHint::write(&hint_path, rec.pos, false, opts.sync)?;
+    Ok(rec)
+}
+
+/// See `dropdb::recover_dropped`; the hint is rewritten as for any start.
+fn finish_dropped(name: &str, dir: &Path, pos: Pos, opts: &RecoverOptions) -> Result<Recovered> {
+    let rec = crate::store::dropdb::recover_dropped(name, dir, pos, opts.sync)?;
+    PosHint::write(&dir.join("pos"), rec.pos, false, opts.sync)?;
     Ok(rec)
 }
 
