@@ -84,6 +84,7 @@ pub fn mount(store: Arc<Store>, dir: &Path, opts: &MountOptions) -> io::Result<M
     };
     let notifier = Arc::new(Mutex::new(Some(session.notifier())));
     invalidate_on_role_change(&store, notifier.clone());
+    checkpoint_on_demotion(&store, dir);
     {
         // Transactions applied from the primary change pages SQLite's
         // readers may have cached through the kernel.
@@ -122,6 +123,36 @@ fn invalidate_on_role_change(store: &Arc<Store>, notifier: Arc<Mutex<Option<fuse
         for db in store.dbs() {
             drop_cached_pages(&n, &db, if primary { "promoted" } else { "demoted" });
         }
+    });
+}
+
+/// A demotion with connections holding a WAL open: folds the WAL in at
+/// once (see `litefs::replication::checkpoint`), off the thread changing
+/// the role (the checkpoint goes through this mount and may wait for
+/// readers).
+fn checkpoint_on_demotion(store: &Arc<Store>, dir: &Path) {
+    let weak = Arc::downgrade(store);
+    let dir = dir.to_path_buf();
+    store.on_role_change(move |primary| {
+        let Some(store) = weak.upgrade().filter(|_| !primary) else {
+            return;
+        };
+        let dbs: Vec<_> = store
+            .dbs()
+            .into_iter()
+            .filter(|db| db.has_wal_frames())
+            .collect();
+        if dbs.is_empty() {
+            return;
+        }
+        let dir = dir.clone();
+        std::thread::spawn(move || {
+            for db in dbs {
+                if let Err(e) = litefs::replication::checkpoint::checkpoint_wal(&store, &db, &dir) {
+                    tracing::warn!(db = db.name(), "{e}");
+                }
+            }
+        });
     });
 }
 

@@ -70,6 +70,14 @@ impl Db {
         let sync_files = fsync && !self.shared.follower;
 
         let mut st = self.lock();
+        if !st.wal.index.is_empty() {
+            // Pages would be written under WAL frames that readers prefer
+            // (see `wal.rs`, `replication/checkpoint.rs`).
+            return Err(StoreError::Busy {
+                db: self.name().to_string(),
+                reason: "the WAL this node wrote as primary is not checkpointed yet".into(),
+            });
+        }
         let (mut txid, mut checksum) = (st.pos.txid, st.checksum.value());
         for (path, (h, t)) in paths.iter().zip(headers) {
             if !h.is_snapshot() && (h.min_txid != txid + 1 || h.pre_apply_checksum != checksum) {
