@@ -6,7 +6,9 @@
 //! connections write again. The connection that held the WAL open at the
 //! demotion still gets "disk I/O error" on a write: SQLite decides a WAL
 //! handle is read-only only when it opens it (see README "Writes on a
-//! replica").
+//! replica"). The apply here runs without the mount's lock, which that
+//! connection's SHARED lock would hold off (litefs-cli tests/demoted_wal.rs
+//! closes it first).
 
 mod common;
 
