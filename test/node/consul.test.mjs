@@ -52,7 +52,7 @@ describe('consul-test-server with the npm consul client', () => {
   before(async () => {
     const port = await freePort()
     server = spawn(serverBinary(), ['--addr', `127.0.0.1:${port}`], {
-      stdio: ['ignore', 'ignore', 'inherit'],
+      stdio: 'ignore',
     })
     consul = new Consul({ host: '127.0.0.1', port })
     await waitListening(consul)

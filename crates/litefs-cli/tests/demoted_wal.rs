@@ -1,8 +1,9 @@
 //! A primary handed off while an application keeps a WAL-mode connection
 //! open on it (two candidates on the in-repo Consul test server): its WAL
 //! is checkpointed and removed, a connection opened after the handoff gets
-//! "attempt to write a readonly database", and once the application closes
-//! its old connection the node applies the new primary's transactions
+//! "attempt to write a readonly database", the node logs that the old
+//! connection holds up replication, and once the application closes it the
+//! node applies the new primary's transactions
 //! (before, they failed with a checksum mismatch under the WAL frames it
 //! kept); when the lease comes back the replica's connection writes.
 
@@ -127,8 +128,11 @@ fn old_primary_with_an_open_wal_connection_follows_the_new_one() {
         writer.execute("INSERT INTO t VALUES (?1)", [i]).unwrap();
     }
     // A WAL-mode connection holds SQLite's SHARED lock on the database for
-    // as long as it is open, which keeps the apply out: the application
-    // closes it (reconnects), as after any failover.
+    // as long as it is open, which keeps the apply out (and is logged);
+    // the application closes it (reconnects), as after any failover.
+    wait_for("node-1 to log why it waits", || {
+        a.log().contains("waiting for SQLite connections")
+    });
     drop(live);
     let deadline = Instant::now() + WAIT;
     while a.pos("w.db") != b.pos("w.db") {
