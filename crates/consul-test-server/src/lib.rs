@@ -144,7 +144,14 @@ fn reply(status: StatusCode, index: Option<u64>, body: impl Into<Bytes>) -> Resp
     if let Some(i) = index {
         r = r.header("X-Consul-Index", i.to_string());
     }
-    r.header("Content-Type", "application/json")
+    // Consul's errors are plain text; a client that trusts the header (npm
+    // `consul`) fails to parse a text body labelled JSON.
+    let kind = if status.is_success() {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    r.header("Content-Type", kind)
         .body(Full::new(body.into()))
         .expect("static response parts are valid")
 }

@@ -122,6 +122,7 @@ fn lag_file(ms: i64) -> String {
 fn errno(e: &StoreError) -> c_int {
     match e {
         StoreError::ReadOnly { .. } => EACCES,
+        StoreError::Busy { .. } => libc::EBUSY,
         StoreError::Misaligned { .. }
         | StoreError::PageSizeChange { .. }
         | StoreError::Unjournaled { .. }
@@ -228,11 +229,22 @@ impl Filesystem for LiteFs {
             .and_then(|n| self.lookup_name(n));
         tracing::trace!(?node, "unlink");
         match node {
-            Ok(Node::File(id, kind)) => match self
-                .db(id)
-                .and_then(|db| db.unlink(kind).map_err(|e| report("unlink", &e)))
-            {
-                Ok(()) => reply.ok(),
+            Ok(Node::File(id, kind)) => match self.db(id).and_then(|db| {
+                db.unlink(kind)
+                    .map_err(|e| report("unlink", &e))
+                    .map(|()| db)
+            }) {
+                Ok(db) => {
+                    reply.ok();
+                    if kind == FileKind::Database {
+                        // The side files went too, and a database created
+                        // again gets the same inodes: the kernel forgets
+                        // both. Not on this thread: the kernel holds the
+                        // directory until the reply is processed.
+                        let store = self.store.clone();
+                        std::thread::spawn(move || store.invalidate_cache(&db));
+                    }
+                }
                 Err(e) => reply.error(e),
             },
             Ok(_) => reply.error(EPERM),
@@ -466,6 +478,9 @@ impl Filesystem for LiteFs {
                     let name = format!("{}{}", db.name(), kind.mount_suffix());
                     entries.push((Node::File(db.id(), kind).ino(), FileType::RegularFile, name));
                 }
+            }
+            if db.is_dropped() {
+                continue;
             }
             entries.push((
                 Node::Pos(db.id()).ino(),

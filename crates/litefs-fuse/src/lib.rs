@@ -84,6 +84,7 @@ pub fn mount(store: Arc<Store>, dir: &Path, opts: &MountOptions) -> io::Result<M
     };
     let notifier = Arc::new(Mutex::new(Some(session.notifier())));
     invalidate_on_role_change(&store, notifier.clone());
+    checkpoint_on_demotion(&store, dir);
     {
         // Transactions applied from the primary change pages SQLite's
         // readers may have cached through the kernel.
@@ -125,12 +126,61 @@ fn invalidate_on_role_change(store: &Arc<Store>, notifier: Arc<Mutex<Option<fuse
     });
 }
 
+/// A demotion with connections holding a WAL open: folds the WAL in at
+/// once (see `litefs::replication::checkpoint`), off the thread changing
+/// the role (the checkpoint goes through this mount and may wait for
+/// readers).
+fn checkpoint_on_demotion(store: &Arc<Store>, dir: &Path) {
+    let weak = Arc::downgrade(store);
+    let dir = dir.to_path_buf();
+    store.on_role_change(move |primary| {
+        let Some(store) = weak.upgrade().filter(|_| !primary) else {
+            return;
+        };
+        let dbs: Vec<_> = store
+            .dbs()
+            .into_iter()
+            .filter(|db| db.has_wal_frames())
+            .collect();
+        if dbs.is_empty() {
+            return;
+        }
+        let dir = dir.clone();
+        std::thread::spawn(move || {
+            for db in dbs {
+                if let Err(e) = litefs::replication::checkpoint::checkpoint_wal(&store, &db, &dir) {
+                    tracing::warn!(db = db.name(), "{e}");
+                }
+            }
+        });
+    });
+}
+
 fn drop_cached_pages(n: &fuser::Notifier, db: &litefs::store::Db, why: &str) {
-    let ino = node::Node::File(db.id(), litefs::store::FileKind::Database).ino();
+    use litefs::store::FileKind;
+    let ino = node::Node::File(db.id(), FileKind::Database).ino();
     // ENOENT: the kernel has nothing cached for it.
-    if let Err(e) = n.inval_inode(ino, 0, 0) {
+    let warn = |e: io::Error| {
         if e.raw_os_error() != Some(libc::ENOENT) {
             tracing::warn!(db = db.name(), why, error = %e, "cannot drop cached database pages");
+        }
+    };
+    if let Err(e) = n.inval_inode(ino, 0, 0) {
+        warn(e);
+    }
+    if db.is_dropped() {
+        // Deleted: its names must stop resolving, and a database created
+        // again under them (same inodes) must not show the old pages.
+        for kind in FileKind::ALL {
+            let name = format!("{}{}", db.name(), kind.mount_suffix());
+            if let Err(e) = n.inval_entry(fuser::FUSE_ROOT_ID, std::ffi::OsStr::new(&name)) {
+                warn(e);
+            }
+            if kind != FileKind::Database {
+                if let Err(e) = n.inval_inode(node::Node::File(db.id(), kind).ino(), 0, 0) {
+                    warn(e);
+                }
+            }
         }
     }
 }

@@ -2,11 +2,8 @@
 //! SQLite's "attempt to write a readonly database" and nothing changes;
 //! once the node is promoted, a connection opened on the replica writes.
 //!
-//! Known gap (WAL only): a node demoted while a WAL-mode connection has the
-//! WAL open keeps that `-wal` (its checkpoint is a database write, refused
-//! on a replica); until the node restarts, writes from any connection fail
-//! with "disk I/O error" instead of "attempt to write a readonly database".
-//! Nothing is written or captured either way.
+//! A node demoted while a WAL-mode connection has the WAL open: see
+//! demoted_wal.rs.
 
 mod common;
 

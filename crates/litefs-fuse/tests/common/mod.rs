@@ -44,6 +44,12 @@ impl TestMount {
     /// Unmounts, closes and reopens the store (recovery runs), mounts again.
     pub fn remount(&mut self, primary: bool) {
         self.mount.take().unwrap().unmount();
+        self.remount_unmounted(primary);
+    }
+
+    /// [`TestMount::remount`] after the test unmounted (to change the data
+    /// dir as a crash would leave it).
+    pub fn remount_unmounted(&mut self, primary: bool) {
         self.store.close().unwrap();
         self.store = Arc::new(open_store(self.data.path()));
         self.store.set_primary(primary);

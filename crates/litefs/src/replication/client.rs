@@ -59,6 +59,8 @@ pub enum ClientError {
     #[error("{0}")]
     StaleEpoch(#[from] crate::store::StaleEpoch),
     #[error("{0}")]
+    Checkpoint(#[from] super::checkpoint::CheckpointError),
+    #[error("{0}")]
     Io(#[from] io::Error),
 }
 
@@ -365,10 +367,16 @@ impl Batch {
                 .take_while(|(d, _, _)| Arc::ptr_eq(d, &db))
                 .count();
             // Readers are kept out from the first page written until their
-            // cached pages are gone.
+            // cached pages are gone. A deleted database has no file to lock
+            // and no readers (the mount shows no file).
+            if let (Some(dir), true) = (mount, db.has_wal_frames()) {
+                super::checkpoint::checkpoint_wal(store, &db, dir)?;
+            }
             let _lock = match mount {
-                Some(dir) => Some(ExclusiveLock::acquire(&dir.join(db.name()))?),
-                None => None,
+                Some(dir) if !db.is_dropped() => {
+                    Some(ExclusiveLock::acquire(&dir.join(db.name()))?)
+                }
+                _ => None,
             };
             let run_files = &self.files[i..i + run];
             let paths: Vec<PathBuf> = run_files.iter().map(|(_, p, _)| p.clone()).collect();

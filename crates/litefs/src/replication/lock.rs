@@ -25,14 +25,57 @@ impl ExclusiveLock {
     /// and back off (SQLITE_BUSY, retried by their busy handler).
     pub fn acquire(path: &Path) -> io::Result<ExclusiveLock> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
-        for (start, len) in [
-            (PENDING_BYTE, 1),
-            (RESERVED_BYTE, 1),
-            (SHARED_FIRST, SHARED_SIZE),
-        ] {
+        for (start, len) in [(PENDING_BYTE, 1), (RESERVED_BYTE, 1)] {
             set_lock(&file, libc::F_WRLCK, start, len)?;
         }
+        // With PENDING held no new reader starts, so this ends once the
+        // readers in a transaction finish, except for a WAL-mode
+        // connection (opened while this node was primary), which holds
+        // SHARED for as long as it is open: say so rather than stall
+        // without a word.
+        let started = std::time::Instant::now();
+        let mut warned = false;
+        while !try_lock(&file, libc::F_WRLCK, SHARED_FIRST, SHARED_SIZE)? {
+            if !warned && started.elapsed() > STALL_WARNING {
+                tracing::warn!(
+                    db = %path.display(),
+                    "waiting for SQLite connections to let go of the database before applying \
+                     transactions: a WAL-mode connection opened while this node was primary \
+                     holds it until it is closed"
+                );
+                warned = true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        if warned {
+            tracing::info!(db = %path.display(), "database free again; applying");
+        }
         Ok(ExclusiveLock { _file: file })
+    }
+}
+
+const STALL_WARNING: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A non-blocking lock attempt: false when another process holds a
+/// conflicting lock.
+fn try_lock(file: &File, kind: i32, start: i64, len: i64) -> io::Result<bool> {
+    // SAFETY: flock is a plain struct; zeroed is a valid starting value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start;
+    fl.l_len = len;
+    loop {
+        // SAFETY: valid fd and a pointer to a live flock.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &fl) } == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) | Some(libc::EACCES) => return Ok(false),
+            _ => return Err(err),
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! Replication: the wire format (`frame`), the primary's stream handler
-//! (`server`), the replica's follower (`client`) and the SQLite lock the
-//! replica applies under (`lock`).
+//! (`server`), the replica's follower (`client`), the SQLite lock the
+//! replica applies under (`lock`) and the checkpoint of the WAL a demoted
+//! primary leaves (`checkpoint`).
 
+pub mod checkpoint;
 pub mod client;
 mod diverge;
 pub mod frame;

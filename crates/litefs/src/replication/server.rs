@@ -120,6 +120,11 @@ async fn catch_up(db: Arc<Db>, from: Pos, out: Tx) -> Result<Pos, StreamError> {
 }
 
 fn catch_up_blocking(db: &Db, mut client: Pos, out: &Tx) -> Result<Pos, StreamError> {
+    if client.txid == 0 && db.commit_pages() == 0 {
+        // Deleted (see `store/dropdb.rs`): a replica that never had it
+        // has nothing to forget.
+        return Ok(client);
+    }
     let mut listing = None;
     loop {
         let pos = db.log_pos();

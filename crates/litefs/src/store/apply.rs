@@ -70,6 +70,14 @@ impl Db {
         let sync_files = fsync && !self.shared.follower;
 
         let mut st = self.lock();
+        if !st.wal.index.is_empty() {
+            // Pages would be written under WAL frames that readers prefer
+            // (see `wal.rs`, `replication/checkpoint.rs`).
+            return Err(StoreError::Busy {
+                db: self.name().to_string(),
+                reason: "the WAL this node wrote as primary is not checkpointed yet".into(),
+            });
+        }
         let (mut txid, mut checksum) = (st.pos.txid, st.checksum.value());
         for (path, (h, t)) in paths.iter().zip(headers) {
             if !h.is_snapshot() && (h.min_txid != txid + 1 || h.pre_apply_checksum != checksum) {
@@ -124,6 +132,9 @@ impl Db {
         // handle; the mount reopens lazily.
         st.close_all();
         let db_path = self.path(FileKind::Database);
+        // Absent after a drop: the file the next transaction creates needs
+        // its name made durable too.
+        let created = !db_path.exists();
         let mut db = OpenOptions::new()
             .read(true)
             .write(true)
@@ -143,6 +154,9 @@ impl Db {
         }
         if fsync {
             db.sync_all().at(&db_path)?;
+            if created {
+                sync_dir(self.dir())?;
+            }
         }
         fs::remove_file(&marker).at(&marker)?;
 
@@ -151,6 +165,14 @@ impl Db {
         st.commit = last_h.commit;
         st.page_size = last_h.page_size;
         st.checksum = ltx::DbChecksum::from_value(last_t.post_apply_checksum);
+        if last_h.commit == 0 {
+            // The primary deleted the database (see `dropdb.rs`).
+            self.remove_data_files(&mut st)?;
+            if fsync {
+                sync_dir(self.dir())?;
+            }
+            tracing::info!(db = self.name(), pos = %st.pos, "database deleted by the primary");
+        }
         let pos = st.pos;
         drop(st);
 

@@ -262,6 +262,11 @@ impl Db {
         }
         match kind {
             FileKind::Shm => st.write_raw(&self.dir, kind, offset, data),
+            FileKind::Database
+                if !primary && self.is_checkpoint_write(&mut st, offset, data)? =>
+            {
+                st.write_raw(&self.dir, kind, offset, data)
+            }
             _ if !primary => Err(self.read_only("write")),
             FileKind::Database => self.write_database(&mut st, offset, data),
             FileKind::Journal => self.write_journal(&mut st, offset, data),
@@ -277,6 +282,14 @@ impl Db {
         }
         match kind {
             FileKind::Shm => st.set_len_raw(&self.dir, kind, size),
+            FileKind::Database if !primary && self.is_checkpoint_truncate(&st, size) => {
+                st.set_len_raw(&self.dir, kind, size)
+            }
+            // After a checkpoint (see `wal.rs`): every frame is in the
+            // database and in the log.
+            FileKind::Wal if !primary && size == 0 && !st.journal_active => {
+                self.truncate_wal(&mut st, size)
+            }
             _ if !primary => Err(self.read_only("truncate")),
             FileKind::Database => self.truncate_database(&mut st, size),
             FileKind::Journal => self.truncate_journal(&mut st, size),
@@ -289,11 +302,14 @@ impl Db {
         let mut st = self.lock();
         match kind {
             FileKind::Shm => st.unlink_raw(&self.dir, kind),
+            // A WAL with nothing the database file lacks.
+            FileKind::Wal if !primary && st.wal.index.is_empty() => {
+                self.writer.drain()?;
+                st.wal.reset();
+                st.unlink_raw(&self.dir, kind)
+            }
             _ if !primary => Err(self.read_only("delete")),
-            FileKind::Database => Err(StoreError::Corrupt {
-                db: self.name.clone(),
-                reason: "deleting a database through the mount is not supported".into(),
-            }),
+            FileKind::Database => self.drop_database(&mut st),
             FileKind::Journal => self.unlink_journal(&mut st),
             FileKind::Wal => {
                 self.writer.drain()?;

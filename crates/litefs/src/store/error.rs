@@ -27,6 +27,10 @@ pub enum StoreError {
     #[error("data directory {} is in use by another litefs process (it holds the lock on {}); stop it first", dir.display(), lock.display())]
     InUse { dir: PathBuf, lock: PathBuf },
 
+    /// The operation would cut off a transaction in progress.
+    #[error("database {db}: busy: {reason}")]
+    Busy { db: String, reason: String },
+
     #[error("invalid database name {0:?}")]
     InvalidName(String),
 

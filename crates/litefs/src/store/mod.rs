@@ -5,10 +5,10 @@
 //! Module map: `db` (files and state of one database), `journal` and `wal`
 //! (commit capture per journal mode), `commit` (the LTX step),
 //! `log_writer` (WAL-mode LTX files written off the commit path), `ltxlog`
-//! (the LTX files), `recovery` (startup), `rebuild` (LTX files of WAL
-//! transactions a crash kept from the log), `walscan` (a WAL as SQLite's
-//! recovery reads it), `pos` (positions), `sqlite` (SQLite's on-disk
-//! headers).
+//! (the LTX files), `dropdb` (deleting a database), `recovery` (startup),
+//! `rebuild` (LTX files of WAL transactions a crash kept from the log),
+//! `walscan` (a WAL as SQLite's recovery reads it), `pos` (positions),
+//! `sqlite` (SQLite's on-disk headers).
 
 pub mod cluster_id;
 pub mod db;
@@ -25,6 +25,7 @@ mod commit;
 mod dir_lock;
 mod dir_sync;
 mod diverged;
+mod dropdb;
 mod epoch;
 mod journal;
 mod log_writer;
@@ -486,10 +487,14 @@ impl Store {
         self.dbs.read().expect("dbs lock").clone()
     }
 
-    /// Creates an empty database; only the primary may.
+    /// Creates an empty database; only the primary may. A deleted one
+    /// gets its file back, empty (it goes on at its next TXID).
     pub fn create_db(&self, name: &str) -> Result<Arc<Db>> {
         validate_name(name)?;
         if let Some(db) = self.db(name) {
+            if db.is_dropped() {
+                db.create(FileKind::Database)?;
+            }
             return Ok(db);
         }
         if !self.is_primary() {

@@ -15,7 +15,9 @@
 //! 2. Give `database-journal` / `database-wal`, left by a start killed
 //!    inside step 5, their data-dir names back; remove `database-shm`;
 //!    create an empty `database` if there is none. -> the renames are done
-//!    or not; step 5 runs again from the start.
+//!    or not; step 5 runs again from the start. A log that ends in a drop
+//!    (`dropdb.rs`) instead has whatever files are left removed, here or
+//!    once steps 3-8 have run. -> the same removals again.
 //! 3. Verify the newest LTX file (read only). -> nothing to redo.
 //! 4. Log committed WAL transactions the log lacks (`rebuild.rs`: temp file,
 //!    fsync, rename). -> temps removed by step 1; files already renamed are
@@ -203,6 +205,11 @@ fn recover_log(name: &str, dir: &Path, log: &LtxLog, opts: &RecoverOptions) -> R
     resume_sqlite_recovery(name, dir)?;
     let db_path = dir.join(FileKind::Database.data_file_name());
     if !db_path.exists() {
+        // A deleted database stays deleted (a damaged newest file is left
+        // to the checks below).
+        if let Ok(Some(pos)) = crate::store::dropdb::dropped_at(log) {
+            return finish_dropped(name, dir, pos, opts);
+        }
         File::create(&db_path).at(&db_path)?;
         // Its name must outlive a power cut like the pages SQLite will
         // fsync into it (POSIX: only a directory fsync makes it durable).
@@ -285,6 +292,14 @@ fn recover_log(name: &str, dir: &Path, log: &LtxLog, opts: &RecoverOptions) -> R
     } else {
         last
     };
+    if let Some((_, h, t)) = last.as_ref().filter(|(_, h, _)| h.commit == 0) {
+        tracing::debug!(
+            db = name,
+            txid = h.max_txid,
+            "the newest transaction is a drop"
+        );
+        return finish_dropped(name, dir, Pos::new(h.max_txid, t.post_apply_checksum), opts);
+    }
 
     if opts.follower && !PosHint::read(&dir.join("pos")).is_some_and(|h| h.clean) {
         // After an unclean stop any file of a follower's log may be torn
@@ -441,6 +456,13 @@ fn recover_log(name: &str, dir: &Path, log: &LtxLog, opts: &RecoverOptions) -> R
         // The database is at a state of the log without it.
         fs::remove_file(&torn).at(&torn)?;
     }
+    Ok(rec)
+}
+
+/// See `dropdb::recover_dropped`; the hint is rewritten as for any start.
+fn finish_dropped(name: &str, dir: &Path, pos: Pos, opts: &RecoverOptions) -> Result<Recovered> {
+    let rec = crate::store::dropdb::recover_dropped(name, dir, pos, opts.sync)?;
+    PosHint::write(&dir.join("pos"), rec.pos, false, opts.sync)?;
     Ok(rec)
 }
 

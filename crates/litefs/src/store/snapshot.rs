@@ -41,7 +41,13 @@ impl Db {
         }
         let header = ltx::Header {
             flags: crate::store::ltxlog::header_flags(self.shared.compress),
-            page_size: st.page_size,
+            // A deleted database has no pages and so no page size of its
+            // own; the header still needs a valid one.
+            page_size: if st.commit == 0 && st.page_size == 0 {
+                4096
+            } else {
+                st.page_size
+            },
             commit: st.commit,
             min_txid: 1,
             max_txid: st.pos.txid,
@@ -54,7 +60,7 @@ impl Db {
             source,
         };
         let mut enc = ltx::Encoder::new(w, &header).map_err(ltx_err)?;
-        let lock = ltx::lock_pgno(st.page_size);
+        let lock = ltx::lock_pgno(header.page_size);
         for pgno in 1..=st.commit {
             if pgno == lock {
                 continue;

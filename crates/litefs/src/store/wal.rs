@@ -222,3 +222,47 @@ impl Db {
         st.read_db_page(self.dir(), pgno)
     }
 }
+
+/// A node demoted while a connection kept the WAL open still has committed
+/// frames in it that the database file lacks. SQLite folds them in itself
+/// (see `replication/checkpoint.rs`); these say which of its writes a node
+/// that is not primary lets through: exactly the committed pages, the
+/// committed size, and an emptied WAL. Nothing new can be committed that way.
+impl Db {
+    /// Whether the WAL holds committed frames (captured while primary)
+    /// that may not be in the database file yet.
+    pub fn has_wal_frames(&self) -> bool {
+        !self.lock().wal.index.is_empty()
+    }
+
+    /// A checkpoint's write: every page equals its committed content.
+    pub(crate) fn is_checkpoint_write(
+        &self,
+        st: &mut DbState,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<bool> {
+        let ps = st.page_size as u64;
+        if st.journal_active
+            || st.wal.index.is_empty()
+            || ps == 0
+            || offset % ps != 0
+            || data.is_empty()
+            || data.len() as u64 % ps != 0
+        {
+            return Ok(false);
+        }
+        let first = (offset / ps) as u32 + 1;
+        for (i, page) in data.chunks(ps as usize).enumerate() {
+            if self.committed_page(st, first + i as u32)?.as_deref() != Some(page) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// A checkpoint's truncation of the database to its committed size.
+    pub(crate) fn is_checkpoint_truncate(&self, st: &DbState, size: u64) -> bool {
+        !st.journal_active && st.page_size != 0 && size == st.commit as u64 * st.page_size as u64
+    }
+}
