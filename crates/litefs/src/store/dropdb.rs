@@ -94,7 +94,7 @@ impl Db {
             st.unlink_raw(self.dir(), kind)?;
         }
         st.undo.reset()?;
-        st.undo.remove_if_empty()?;
+        st.undo.remove_if_finished()?;
         st.commit = 0;
         st.page_size = 0;
         st.checksum = ltx::DbChecksum::new();
