@@ -84,6 +84,11 @@ function etcdConfig(yml, endpoint, ttl, file) {
   return swapped
 }
 
+/** The counter apps' readiness: /count answers with the migrated count. */
+async function countReady(url) {
+  return (await getJson(`${url}count`)).count !== null
+}
+
 export class Cluster {
   /**
    * @param {object} o
@@ -94,6 +99,8 @@ export class Cluster {
    * @param {number} [o.candidates]
    * @param {'release'|'debug'} [o.profile] which cargo build to run
    * @param {string} [o.etcdTtl] the etcd lease's TTL
+   * @param {(url: string) => Promise<boolean>} [o.ready] whether the app behind
+   *   a node's proxy URL is serving (default: its /count has a count)
    */
   constructor({
     dir,
@@ -103,6 +110,7 @@ export class Cluster {
     candidates = 2,
     profile = 'release',
     etcdTtl = '5s',
+    ready = countReady,
   }) {
     this.dir = dir
     this.appDir = path.join(repoRoot, 'examples', app)
@@ -111,6 +119,7 @@ export class Cluster {
     this.candidates = candidates
     this.profile = profile
     this.etcdTtl = etcdTtl
+    this.ready = ready
     this.nodes = []
     this.server = null
     this.stopping = false
@@ -265,12 +274,12 @@ export class Cluster {
   /** Waits until the node's proxy serves the app's /count. */
   async waitReady(n, timeoutMs) {
     await waitFor(
-      `${n.name}'s app behind its proxy (${this.url(n)}count)`,
+      `${n.name}'s app behind its proxy (${this.url(n)})`,
       async () => {
-        if (n.exited)
+        if (n.exited) {
           throw new Error(`${n.name} exited (${JSON.stringify(n.exited)}); see ${this.logPath(n)}`)
-        const s = await getJson(`${this.url(n)}count`)
-        return s.count !== null
+        }
+        return this.ready(this.url(n))
       },
       timeoutMs,
     )

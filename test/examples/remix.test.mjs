@@ -14,7 +14,15 @@ import { after, test } from 'node:test'
 import { Cluster } from '../../scripts/lib/cluster.mjs'
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'litefs-remix-'))
-const cluster = new Cluster({ dir, app: 'remix', nodes: 2, candidates: 1, profile: 'debug' })
+const cluster = new Cluster({
+  dir,
+  app: 'remix',
+  nodes: 2,
+  candidates: 1,
+  profile: 'debug',
+  // The page renders once the migrated count can be read.
+  ready: async url => /id="count"[^>]*>\d+</.test(await (await fetch(url)).text()),
+})
 
 after(async () => {
   await cluster.stop()
@@ -69,13 +77,20 @@ test('React Router app: actions on the primary, txnum cookie, replays', async ()
   let r = await b.go('GET', '/')
   assert.equal(r.res.status, 200)
   assert.deepEqual(shown(r.text), { count: '0', instance: 'node-2' })
-  assert.match(r.text, /<script[^>]+src="\/assets\//, 'the built client bundle is referenced')
+  // The client bundle it loads, through the proxy's passthrough.
+  const entry = /\/assets\/entry\.client-[\w-]+\.js/.exec(r.text)
+  assert.ok(entry, 'the page loads the built client bundle')
+  const js = await fetch(new URL(entry[0], cluster.url(replica)))
+  assert.equal(js.status, 200)
+  assert.equal(js.headers.get('content-type'), 'text/javascript')
 
   // Two form posts (no JavaScript) through the replica's proxy: the action
-  // runs on the primary, whose txnum cookie comes back with the proxy's __txid.
+  // runs on the primary and redirects to the page, with its txnum cookie
+  // and the proxy's __txid.
   for (const intent of ['increment', 'increment']) {
     r = await b.go('POST', '/?index', { body: `intent=${intent}` })
-    assert.equal(r.res.status, 200, r.text)
+    assert.equal(r.res.status, 302, r.text)
+    assert.equal(r.res.headers.get('location'), '/')
   }
   assert.ok(Number(b.jar.get('txnum')) > 0, `txnum cookie: ${[...b.jar]}`)
   assert.match(b.jar.get('__txid') ?? '', /^[0-9a-f]{16}$/)

@@ -3,7 +3,7 @@
 // this node has the client's last write (its `txnum` cookie), or handed
 // the request to the primary; the action writes only on the primary
 // (ensurePrimary) and sets that cookie (appendTxNumberCookie).
-import { data, Form, useLoaderData } from 'react-router'
+import { data, Form, redirect, useLoaderData } from 'react-router'
 import { getInstanceInfo } from 'litefs-rs'
 import {
   appendTxNumberCookie,
@@ -33,10 +33,13 @@ export async function action({ request }) {
   // (replayed by Fly's edge, or by litefs's proxy off Fly).
   await ensurePrimary()
   const form = await request.formData()
-  const count = addToCount(form.get('intent') === 'decrement' ? -1 : 1)
+  addToCount(form.get('intent') === 'decrement' ? -1 : 1)
   const headers = new Headers()
   await appendTxNumberCookie(request, headers)
-  return data({ count }, { headers })
+  // Post/redirect/get: the page is then read by a GET carrying the new
+  // txnum cookie. (Rendering it in this response would run the loader on
+  // the primary too, whose cookie deletion would follow this cookie.)
+  return redirect('/', { headers })
 }
 
 export default function Home() {
