@@ -156,7 +156,7 @@ say('')
 say("The counter app on each node, behind that node's litefs proxy:")
 for (const n of cluster.nodes) {
   say(
-    `  ${n.name}  ${cluster.url(n).padEnd(26)} ${n.candidate ? 'candidate' : 'replica only'}  (litefs API http://${n.ip}:${n.httpPort}/info)`,
+    `  ${n.name}  ${cluster.url(n).padEnd(26)} ${(n.candidate ? 'candidate' : 'replica only').padEnd(12)}  (litefs API http://${n.ip}:${n.httpPort}/info)`,
   )
 }
 say(`Lease: ${opts.lease} at ${cluster.leaseUrl}. Click + or - on any node: every node shows it.`)

@@ -133,6 +133,25 @@ it('copies from the Rust stage what its cargo command builds', () => {
   assert.deepEqual(yml.sources, ['examples/counter/fly/litefs.yml'])
 })
 
+it("the Rust stage's context is a whole workspace: cargo resolves it from the lock file", t => {
+  // COPY Cargo.toml Cargo.lock ./ ; COPY crates ./crates: nothing else of the
+  // repository is in the stage, so the workspace must resolve from these.
+  const src = fs.mkdtempSync(path.join(os.tmpdir(), 'litefs-dockerfile-rust-'))
+  t.after(() => fs.rmSync(src, { recursive: true, force: true }))
+  for (const f of ['Cargo.toml', 'Cargo.lock'])
+    fs.copyFileSync(path.join(root, f), path.join(src, f))
+  fs.cpSync(path.join(root, 'crates'), path.join(src, 'crates'), { recursive: true })
+  const meta = JSON.parse(
+    execFileSync('cargo', ['metadata', '--locked', '--offline', '--format-version', '1'], {
+      cwd: src,
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    }),
+  )
+  const names = meta.packages.filter(p => meta.workspace_members.includes(p.id)).map(p => p.name)
+  assert.ok(names.includes('litefs-cli') && names.includes('litefs-node'), names.join(' '))
+})
+
 it('installs the runtime packages the README names', () => {
   const runtime = stages()[2]
   const apt = runtime.ins.find(i => i.op === 'RUN' && /apt-get install/.test(i.args)).args
