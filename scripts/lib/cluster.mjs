@@ -97,7 +97,7 @@ export class Cluster {
    * @param {'consul'|'etcd'} [o.lease]
    * @param {number} [o.nodes] how many (the first `candidates` are candidates)
    * @param {number} [o.candidates]
-   * @param {'release'|'debug'} [o.profile] which cargo build to run
+   * @param {'release'|'debug'} [o.profile] which cargo build's binaries to run
    * @param {string} [o.etcdTtl] the etcd lease's TTL
    * @param {(url: string) => Promise<boolean>} [o.ready] whether the app behind
    *   a node's proxy URL is serving (default: its /count has a count)
