@@ -7,7 +7,7 @@
 //! Why this is safe: until its LTX file is durable, a WAL transaction is
 //! still in the WAL, and SQLite only makes a commit durable by fsyncing the
 //! WAL. Recovery rebuilds the LTX files of committed WAL transactions the
-//! log does not have (`recovery.rs`, from `walscan`). What would break that
+//! log does not have (`recovery/`, from `walscan`). What would break that
 //! is a WAL frame leaving the WAL before its LTX file is durable, so the
 //! store waits for this writer ([`LogWriter::drain`]) before each of those
 //! moments: a checkpoint's first write into the database file (after it,

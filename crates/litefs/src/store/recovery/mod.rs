@@ -59,7 +59,15 @@ use crate::store::error::{IoContext, Result, StoreError};
 use crate::store::ltxlog::{now_ms, sync_dir, LtxEntry, LtxLog};
 use crate::store::pos::Pos;
 use crate::store::rebuild::{rebuild_from_wal, WalEnd};
+
+mod advice;
+mod follower;
+mod sqlite;
+
 use crate::store::sqlite::db_header_page_size;
+use advice::{mismatch_advice, verify_ltx};
+use follower::resync_follower;
+use sqlite::{restore_unjournaled_pages, resume_sqlite_recovery, sqlite_recover};
 
 /// `dbs/<db>/pos`: the position at the last clean shutdown. A hint only:
 /// it lets startup skip the full checksum when it matches the log, and it
@@ -105,50 +113,6 @@ pub(crate) fn recover(
         Err(e) if opts.follower => resync_follower(name, dir, log, &e),
         r => r,
     }
-}
-
-/// A follower fsyncs nothing it applies (see StoreOptions::follower), so
-/// after a power cut any of its files may be torn: whatever stopped its
-/// recovery, everything but the database file is moved aside and the
-/// primary is asked for a snapshot, which replaces the database whole.
-fn resync_follower(name: &str, dir: &Path, log: &LtxLog, e: &StoreError) -> Result<Recovered> {
-    let moved = crate::store::repair::move_aside(
-        dir,
-        &[
-            "ltx",
-            "pos",
-            "applying",
-            "journal",
-            "wal",
-            "shm",
-            "undo",
-            "database-journal",
-            "database-wal",
-            "database-shm",
-        ],
-    )?;
-    tracing::warn!(
-        db = name,
-        moved = %moved.display(),
-        "this replica's log or database is damaged ({e}); asking the primary for a snapshot"
-    );
-    crate::store::ltxlog::create_dirs_durably(log.dir())?;
-    let db_path = dir.join(FileKind::Database.data_file_name());
-    if !db_path.exists() {
-        File::create(&db_path).at(&db_path)?;
-    }
-    let db_len = fs::metadata(&db_path).at(&db_path)?.len();
-    let page_size = read_page_size(&db_path).unwrap_or(0);
-    Ok(Recovered {
-        pos: Pos::default(),
-        commit: if page_size == 0 {
-            0
-        } else {
-            (db_len / page_size as u64) as u32
-        },
-        page_size,
-        checksum: ltx::DbChecksum::new(),
-    })
 }
 
 fn recover_log(name: &str, dir: &Path, log: &LtxLog, opts: &RecoverOptions) -> Result<Recovered> {
@@ -466,57 +430,6 @@ fn finish_dropped(name: &str, dir: &Path, pos: Pos, opts: &RecoverOptions) -> Re
     Ok(rec)
 }
 
-/// The error for a database that matches no state of its log: what was
-/// found, whether the file is a sound database, and the safe way out.
-fn mismatch_advice(
-    name: &str,
-    db_path: &Path,
-    log: &LtxLog,
-    checksum: u64,
-    entry: &LtxEntry,
-    h: &ltx::Header,
-    t: &ltx::Trailer,
-) -> Result<String> {
-    let mut msg = format!(
-        "database checksum {checksum:016x} matches neither TXID {} ({:016x}, from {}) nor a state the log \
-         can roll forward from, so something other than litefs changed {}. ",
-        h.max_txid,
-        t.post_apply_checksum,
-        entry.path.display(),
-        db_path.display()
-    );
-    let replayable = crate::store::repair::replayable_log(log)?.is_some();
-    let integrity = crate::store::repair::integrity_problem(db_path);
-    match &integrity {
-        None => msg += "The file passes PRAGMA integrity_check: it is a sound database, just not the one the log describes. ",
-        Some(p) => {
-            msg += &format!(
-                "The file FAILS PRAGMA integrity_check ({p}): do not restart the log from it. "
-            )
-        }
-    }
-    msg += "With litefs stopped, choose one: ";
-    if replayable {
-        msg += &format!(
-            "`litefs recover --name {name} --from-log` rebuilds the database from its log (the log starts \
-             with a snapshot; nothing is lost); "
-        );
-    }
-    msg += &format!(
-        "copy the database from a replica or the primary (`litefs export --name {name} FILE` on that node) \
-         and run `litefs recover --name {name} --from-file FILE`, which checks it and restarts the log from it"
-    );
-    if integrity.is_none() {
-        msg += &format!(
-            "; or keep this file and restart the log from it with `litefs recover --name {name} --keep-file` \
-             (changes after this file's state are lost; replicas resync from a snapshot)"
-        );
-    }
-    msg +=
-        ". Whatever is replaced is moved into a replaced-<time> folder beside it, never deleted.";
-    Ok(msg)
-}
-
 /// The first TXID to apply again when the database (checksum `db`) is
 /// behind its log: the file that starts at the database's state, or, after
 /// a group commit, the multi-transaction file whose WAL span the committed
@@ -551,35 +464,6 @@ fn read_header(path: &Path) -> Result<ltx::Header> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-fn verify_ltx(name: &str, entry: &LtxEntry) -> Result<(LtxEntry, ltx::Header, ltx::Trailer)> {
-    let f = File::open(&entry.path).at(&entry.path)?;
-    let (h, t) = ltx::verify(BufReader::new(f)).map_err(|e| {
-        let ltx_dir = entry.path.parent().unwrap_or(&entry.path);
-        let db_path = ltx_dir
-            .parent()
-            .unwrap_or(ltx_dir)
-            .join(FileKind::Database.data_file_name());
-        let way_out = match crate::store::repair::integrity_problem(&db_path) {
-            None => format!(
-                "The database file passes PRAGMA integrity_check: with litefs stopped, restart the log from it \
-                 with `litefs recover --name {name} --keep-file` (or move the directory {} aside and start again): \
-                 litefs then writes a snapshot of the database at a new TXID, and replicas resync from it",
-                ltx_dir.display()
-            ),
-            Some(p) => format!(
-                "The database file FAILS PRAGMA integrity_check ({p}), so the log must not restart from it: \
-                 copy the database from a replica or the primary (`litefs export --name {name} FILE` there) and \
-                 run `litefs recover --name {name} --from-file FILE` with litefs stopped"
-            ),
-        };
-        StoreError::Corrupt {
-            db: name.to_string(),
-            reason: format!("LTX file {} is invalid: {e}. {way_out}", entry.path.display()),
-        }
-    })?;
-    Ok((entry.clone(), h, t))
 }
 
 fn read_page_size(db_path: &Path) -> Result<u32> {
@@ -683,109 +567,6 @@ fn write_marker(dir: &Path, files: &[LtxEntry], sync: bool) -> Result<()> {
         sync_dir(dir)?;
     }
     Ok(())
-}
-
-/// A start killed while SQLite was recovering (`sqlite_recover`) left the
-/// journal or WAL under SQLite's names: give them back their data-dir
-/// names so this start runs the same recovery again from the beginning.
-/// SQLite's hot-journal rollback and WAL checkpoint are both idempotent,
-/// and the WAL is only truncated once its checkpoint is complete.
-fn resume_sqlite_recovery(name: &str, dir: &Path) -> Result<()> {
-    let mut moved = false;
-    for k in [FileKind::Journal, FileKind::Wal] {
-        let ours = dir.join(k.data_file_name());
-        let sqlites = dir.join(format!("database{}", k.mount_suffix()));
-        if !sqlites.exists() {
-            continue;
-        }
-        if ours.exists() {
-            return Err(StoreError::Corrupt {
-                db: name.to_string(),
-                reason: format!(
-                    "both {} and {} exist; litefs never leaves both, so one was placed here by hand. \
-                     Remove the one that does not belong and start again",
-                    ours.display(),
-                    sqlites.display()
-                ),
-            });
-        }
-        fs::rename(&sqlites, &ours).at(&ours)?;
-        moved = true;
-    }
-    remove_if_exists(&dir.join("database-shm"))?;
-    if moved {
-        sync_dir(dir)?;
-        tracing::info!(db = name, "resuming a recovery interrupted by a crash");
-    }
-    Ok(())
-}
-
-/// Writes back the pages a crashed rollback-journal transaction overwrote
-/// without journaling them (`undo.rs`), when that yields exactly the state
-/// the transaction started from. Returns whether the database changed.
-fn restore_unjournaled_pages(name: &str, dir: &Path, db_path: &Path) -> Result<bool> {
-    let undo_path = dir.join(crate::store::undo::UNDO_FILE);
-    let Some(undo) = crate::store::undo::UndoFile::read(dir)? else {
-        remove_if_exists(&undo_path)?;
-        return Ok(false);
-    };
-    let mut applied = false;
-    if !undo.pages.is_empty() {
-        let page_size = read_page_size(db_path)?;
-        let now = full_checksum(db_path, page_size)?;
-        let db = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(db_path)
-            .at(db_path)?;
-        let after = undo.checksum_after(&db, now, db_path)?;
-        if after == Some(undo.base_checksum) && now != undo.base_checksum {
-            undo.apply(&db, db_path)?;
-            tracing::info!(
-                db = name,
-                pages = undo.pages.len(),
-                txid = undo.base_txid,
-                "restored pages SQLite's rollback leaves changed (reused free-list pages)"
-            );
-            applied = true;
-        }
-    }
-    // Applied, already in place, or stale (its transaction committed):
-    // either way it has nothing more to give.
-    remove_if_exists(&undo_path)?;
-    Ok(applied)
-}
-
-/// Lets SQLite apply its own recovery (hot journal rollback, WAL replay and
-/// checkpoint) on the data dir's files, under SQLite's file names.
-fn sqlite_recover(name: &str, dir: &Path) -> Result<()> {
-    let db_path = dir.join(FileKind::Database.data_file_name());
-    let sqlite_name = |suffix: &str| dir.join(format!("database{suffix}"));
-    for k in [FileKind::Journal, FileKind::Wal] {
-        let from = dir.join(k.data_file_name());
-        if from.exists() {
-            let to = sqlite_name(k.mount_suffix());
-            fs::rename(&from, &to).at(&to)?;
-        }
-    }
-    remove_if_exists(&sqlite_name("-shm"))?;
-    let run = || -> rusqlite::Result<()> {
-        let conn = rusqlite::Connection::open_with_flags(
-            &db_path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE,
-        )?;
-        conn.query_row("PRAGMA schema_version", [], |_| Ok(()))?;
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        conn.close().map_err(|(_, e)| e)
-    };
-    run().map_err(|e| StoreError::Corrupt {
-        db: name.to_string(),
-        reason: format!("SQLite could not recover the journal/WAL left by a crash: {e}"),
-    })?;
-    for suffix in ["-journal", "-wal", "-shm"] {
-        remove_if_exists(&sqlite_name(suffix))?;
-    }
-    File::open(&db_path).and_then(|f| f.sync_all()).at(&db_path)
 }
 
 fn remove_if_exists(path: &Path) -> Result<()> {
