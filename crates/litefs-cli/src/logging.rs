@@ -1,15 +1,19 @@
 //! Log setup: human-readable by default, JSON with `log.format: json`,
-//! debug with `log.debug: true`; RUST_LOG overrides the level.
+//! debug with `log.debug: true`, FUSE requests traced with `fuse.debug:
+//! true`; RUST_LOG overrides both.
 
 use litefs::config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-pub fn init(cfg: &LogConfig) {
+pub fn init(cfg: &LogConfig, fuse_debug: bool) {
     let level = if cfg.debug { "debug" } else { "info" };
     // litefs-fuse unmounts (with retries, then a lazy detach) before fuser
     // does; fuser's own second attempt then fails with EINVAL and would log
     // an ERROR on every clean shutdown.
-    let default = format!("{level},fuser::mnt=off");
+    let mut default = format!("{level},fuser::mnt=off");
+    if fuse_debug {
+        default += ",litefs_fuse=trace,fuser=debug";
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Colour codes only on a terminal: logs usually go to a file or a
     // container log, where escape sequences are noise.
@@ -29,9 +33,12 @@ pub fn init(cfg: &LogConfig) {
 
 /// For commands that run before or without a config file.
 pub fn init_default() {
-    init(&LogConfig {
-        format: LogFormat::Text,
-        timestamp: false,
-        debug: false,
-    });
+    init(
+        &LogConfig {
+            format: LogFormat::Text,
+            timestamp: false,
+            debug: false,
+        },
+        false,
+    );
 }

@@ -42,8 +42,28 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     // Before anything slow: a TERM during startup must reach our handler.
     let mut signals = Signals::install().context("installing signal handlers")?;
     let loaded = Config::load(args.config.as_deref(), args.expansion)?;
+    logging::init(&loaded.config.log, loaded.config.fuse.debug);
+    let exit_on_error = loaded.config.exit_on_error;
+    match serve(args, loaded, &mut signals).await {
+        // LiteFS's `exit-on-error: false`: a node that cannot start stays
+        // up (its machine is not restarted in a loop) so someone can look.
+        Err(e) if !exit_on_error => {
+            error!("{e:#}");
+            warn!("exit-on-error is false: litefs stays up for debugging; send SIGTERM or SIGINT to stop it");
+            let sig = signals.recv().await;
+            info!(signal = %sig, "signal received, exiting");
+            Ok(1)
+        }
+        r => r,
+    }
+}
+
+async fn serve(
+    args: MountArgs,
+    loaded: litefs::config::Loaded,
+    signals: &mut Signals,
+) -> Result<i32> {
     let (config, path) = (loaded.config, loaded.path);
-    logging::init(&config.log);
     info!(path = %path.display(), "config file read");
     for u in &loaded.undefined {
         warn!(file = %path.display(), line = u.line, var = %u.name,
@@ -272,7 +292,7 @@ pub async fn run(args: MountArgs) -> Result<i32> {
         &app_env,
         &store,
         lease_task.as_mut(),
-        &mut signals,
+        signals,
     )
     .await;
     background.abort();

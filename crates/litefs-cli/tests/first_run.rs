@@ -207,6 +207,57 @@ fn missing_dirs_are_errors_and_os_errors_are_said_once_with_their_path() {
     assert!(err.contains(&data.display().to_string()), "{err}");
 }
 
+/// LiteFS's `exit-on-error: false` (in its sample litefs.yml): a node that
+/// cannot start stays up, saying why, until it is told to stop.
+#[test]
+fn exit_on_error_false_keeps_a_node_that_cannot_start_up_until_a_signal() {
+    let n = Node::on_host(1, WAIT);
+    let file = n.file("a-file");
+    fs::write(&file, "").unwrap();
+    let cfg = n.file("litefs.yml");
+    fs::write(
+        &cfg,
+        format!(
+            "exit-on-error: false\nfuse: {{ dir: \"{}\" }}\ndata: {{ dir: \"{}\" }}\n\
+             http: {{ addr: \"{}\" }}\nlease: {{ type: static, candidate: true }}\n",
+            n.mnt().display(),
+            file.join("data").display(),
+            n.addr()
+        ),
+    )
+    .unwrap();
+    let log = n.file("log");
+    let mut child = Command::new(LITEFS)
+        .args(["mount", "-config", cfg.to_str().unwrap()])
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let said = |what: &str| fs::read_to_string(&log).unwrap_or_default().contains(what);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !said("exit-on-error is false") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        said("Not a directory"),
+        "{}",
+        fs::read_to_string(&log).unwrap()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "litefs exited");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(1));
+    detach(&n.mnt());
+}
+
 #[test]
 fn version_names_the_commit_built_from() {
     let out = Command::new(LITEFS).arg("version").output().unwrap();

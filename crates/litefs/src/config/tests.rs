@@ -283,7 +283,13 @@ tracing: { path: "/var/log/lifefs/trace.log", max-size: 64, max-count: 10, compr
 "#,
     );
     assert_eq!(c.exec[0].argv().unwrap(), ["myapp", "-addr", ":8081"]);
-    c.validate().unwrap();
+    // Its trace file (tracing is on by default in LiteFS once a path is
+    // set) is the one thing litefs-rs does not do: said, not ignored.
+    let e = c.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("tracing is not supported by litefs-rs yet"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -525,9 +531,32 @@ fn validation_errors() {
         .contains("cannot specify a database replication filter on candidate nodes"));
     assert!(invalid("lease: { type: static, candidate: false }")
         .contains("lease.advertise-url required"));
-    parse(&with_dirs("lease: { type: static, candidate: false, advertise-url: \"http://p:20202\", databases: [a.db] }"))
+    let e = parse(&with_dirs("lease: { type: static, candidate: false, advertise-url: \"http://p:20202\", databases: [a.db] }"))
         .validate()
-        .unwrap();
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("lease.databases is not supported by litefs-rs yet"),
+        "{e}"
+    );
+    // Fields whose behaviour is not built stop startup rather than do
+    // nothing; at their defaults they are fine.
+    for (yaml, field) in [
+        ("http: { snapshot-timeout: 30s }\n", "http.snapshot-timeout"),
+        ("backup: { type: file, path: /b }\n", "backup"),
+        ("tracing: { enabled: true, path: /t.log }\n", "tracing"),
+    ] {
+        let e = invalid(&ok(yaml));
+        assert!(
+            e.contains(&format!("{field} is not supported by litefs-rs yet")),
+            "{yaml}: {e}"
+        );
+    }
+    parse(&with_dirs(&ok(
+        "exit-on-error: false\ntracing: { enabled: false, path: /t.log }\nhttp: { snapshot-timeout: 0s }\n",
+    )))
+    .validate()
+    .unwrap();
 
     assert!(invalid("lease: { type: consul }").contains("consul url required"));
     assert!(

@@ -6,7 +6,43 @@ use std::time::Duration;
 
 use super::{BackupType, Config, ConfigError, LeaseType, DEFAULT_DATA_DIR, DEFAULT_FUSE_DIR};
 
+/// LiteFS fields that parse but whose behaviour litefs-rs does not have:
+/// set to anything but their default, they stop startup, never silently
+/// do nothing.
+fn not_built(field: &str, what: &str) -> String {
+    format!("{field} is not supported by litefs-rs yet ({what}); remove it from litefs.yml")
+}
+
 impl Config {
+    fn check_built(&self) -> Result<(), String> {
+        let d = Config::default();
+        if self.http.snapshot_timeout != d.http.snapshot_timeout {
+            return Err(not_built(
+                "http.snapshot-timeout",
+                "sending a snapshot has no time limit",
+            ));
+        }
+        if !self.lease.databases.is_empty() {
+            return Err(not_built(
+                "lease.databases",
+                "a replica replicates every database",
+            ));
+        }
+        if self.backup.kind.is_some() {
+            return Err(not_built(
+                "backup",
+                "LiteFS Cloud is gone and file backups are not built; copy `litefs export` output instead",
+            ));
+        }
+        if self.tracing.enabled && !self.tracing.path.as_os_str().is_empty() {
+            return Err(not_built(
+                "tracing",
+                "LiteFS's rolling trace file; use log.debug or RUST_LOG=trace",
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks that the settings can work together, as `litefs mount` needs
     /// them. [`Config::load`] already calls this.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -159,7 +195,7 @@ impl Config {
                 ));
             }
         }
-        Ok(())
+        self.check_built()
     }
 }
 
