@@ -16,6 +16,7 @@ use fuser::{
 use libc::{c_int, EACCES, EINVAL, EIO, ENOENT, EPERM};
 use litefs::store::{Db, FileKind, Store, StoreError};
 
+use crate::held::answer_when_held;
 use crate::node::{parse_name, pos_name, Name, Node, LAG_NAME, PRIMARY_NAME};
 
 /// Attributes of files whose every change passes through the kernel can be
@@ -205,12 +206,20 @@ impl Filesystem for LiteFs {
             let Node::File(id, kind) = node else {
                 return reply.error(EACCES);
             };
-            let res = self
-                .db(id)
-                .and_then(|db| db.set_len(kind, size).map_err(|e| report("truncate", &e)));
-            if let Err(e) = res {
-                return reply.error(e);
-            }
+            let res = self.db(id).and_then(|db| {
+                db.set_len(kind, size)
+                    .map_err(|e| report("truncate", &e))
+                    .map(|()| db)
+            });
+            let db = match res {
+                Ok(db) => db,
+                Err(e) => return reply.error(e),
+            };
+            let attr = self.attr(node);
+            return answer_when_held(&self.store, &db, move |r| match r.and(attr) {
+                Ok(attr) => reply.attr(&ttl_for(Some(node)), &attr),
+                Err(e) => reply.error(e),
+            });
         }
         match self.attr(node) {
             Ok(attr) => reply.attr(&ttl_for(Some(node)), &attr),
@@ -228,11 +237,15 @@ impl Filesystem for LiteFs {
             .and_then(|n| self.lookup_name(n));
         tracing::trace!(?node, "unlink");
         match node {
-            Ok(Node::File(id, kind)) => match self
-                .db(id)
-                .and_then(|db| db.unlink(kind).map_err(|e| report("unlink", &e)))
-            {
-                Ok(()) => reply.ok(),
+            Ok(Node::File(id, kind)) => match self.db(id).and_then(|db| {
+                db.unlink(kind)
+                    .map_err(|e| report("unlink", &e))
+                    .map(|()| db)
+            }) {
+                Ok(db) => answer_when_held(&self.store, &db, move |r| match r {
+                    Ok(()) => reply.ok(),
+                    Err(e) => reply.error(e),
+                }),
                 Err(e) => reply.error(e),
             },
             Ok(_) => reply.error(EPERM),
@@ -351,9 +364,14 @@ impl Filesystem for LiteFs {
         let res = self.db(id).and_then(|db| {
             db.write_at(kind, offset.max(0) as u64, data)
                 .map_err(|e| report("write", &e))
+                .map(|()| db)
         });
+        let n = data.len() as u32;
         match res {
-            Ok(()) => reply.written(data.len() as u32),
+            Ok(db) => answer_when_held(&self.store, &db, move |r| match r {
+                Ok(()) => reply.written(n),
+                Err(e) => reply.error(e),
+            }),
             Err(e) => reply.error(e),
         }
     }
@@ -369,9 +387,12 @@ impl Filesystem for LiteFs {
         match Node::from_ino(ino) {
             Some(Node::File(id, kind)) => match self
                 .db(id)
-                .and_then(|db| db.sync(kind).map_err(|e| report("fsync", &e)))
+                .and_then(|db| db.sync(kind).map_err(|e| report("fsync", &e)).map(|()| db))
             {
-                Ok(()) => reply.ok(),
+                Ok(db) => answer_when_held(&self.store, &db, move |r| match r {
+                    Ok(()) => reply.ok(),
+                    Err(e) => reply.error(e),
+                }),
                 Err(e) => reply.error(e),
             },
             _ => reply.ok(),
