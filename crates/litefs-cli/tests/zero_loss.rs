@@ -386,3 +386,83 @@ fn a_stopped_candidate_degrades_commits_after_the_timeout_then_recovers() {
     });
     assert_eq!(ids_on(&m[1]).len(), 3);
 }
+
+/// The LiteFS binary (see interop.rs): `LITEFS_GO`, else
+/// target/litefs-go/litefs, which ./scripts/test builds when missing.
+fn litefs_go() -> PathBuf {
+    let path = match std::env::var_os("LITEFS_GO") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/litefs-go/litefs")
+        }
+    };
+    assert!(
+        path.is_file(),
+        "LiteFS binary not found at {} (set LITEFS_GO, or build it with \
+         `bash ../shared/litefs-go/build.sh $PWD/target/litefs-go/litefs`)",
+        path.display()
+    );
+    path
+}
+
+/// A LiteFS 0.5.14 replica of a zero-loss primary replicates as ever but
+/// never acknowledges: commits degrade after the timeout, and only a
+/// litefs-rs candidate brings the primary back in sync.
+#[test]
+fn a_litefs_replica_never_counts_as_an_acknowledgement() {
+    let etcd = EtcdServer::start();
+    let backend = format!(
+        "type: etcd, etcd: {{ endpoints: [\"{}\"], key: \"litefs/zl\", ttl: \"2s\" }}",
+        etcd.url
+    );
+    let zl = "zero-loss: { candidates: 1, timeout: \"1s\" }\n";
+    let mut p = member(1, true, &backend, zl);
+    p.start();
+    wait_for("node-1 to acquire", || is_primary(&p));
+    let mut go = Node::on_host(2, WAIT);
+    go.set_bin(&litefs_go());
+    go.config(
+        Config::new(false)
+            .primary("node-1", &p.url())
+            .reconnect_delay("200ms")
+            .skip_sync(),
+    );
+    go.start();
+    wait_for("the LiteFS replica to connect", || {
+        p.log().matches("stream connected").count() >= 1
+    });
+
+    let started = Instant::now();
+    let out = sqlite3(
+        &p.db("t.db"),
+        "CREATE TABLE x (v INTEGER PRIMARY KEY); INSERT INTO x VALUES (1)",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "a commit returned before the timeout with no candidate to hold it"
+    );
+    let i = info(&p).unwrap();
+    assert_eq!(i["zeroLoss"]["state"], "degraded", "{i}");
+    assert_eq!(i["zeroLoss"]["inSync"], serde_json::json!([]), "{i}");
+    wait_for("the LiteFS replica to have the rows", || {
+        go.pos("t.db").is_some() && go.pos("t.db") == p.pos("t.db")
+    });
+    let rows = sqlite3(&go.db("t.db"), "SELECT count(*) FROM x");
+    assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), "1");
+
+    // A litefs-rs candidate joins: it acknowledges, the LiteFS one still not.
+    let mut c = member(3, true, &backend, zl);
+    c.start();
+    wait_for("recovery through the litefs-rs candidate", || in_sync(&p));
+    let out = sqlite3(&p.db("t.db"), "INSERT INTO x VALUES (2)");
+    assert!(out.status.success(), "{out:?}");
+    let c_id = info(&c).unwrap()["nodeID"].clone();
+    assert_eq!(
+        info(&p).unwrap()["zeroLoss"]["inSync"],
+        serde_json::json!([c_id])
+    );
+    wait_for("the LiteFS replica to keep up", || {
+        go.pos("t.db") == p.pos("t.db")
+    });
+}
