@@ -342,13 +342,11 @@ fn apply_frames(
     acks: Option<tokio::sync::mpsc::UnboundedSender<(String, Pos)>>,
 ) -> Result<(), ClientError> {
     let mut batch = Batch::default();
-    // Applied means durable here (a candidate fsyncs its log and database
-    // before its position moves): that is what an acknowledgement says.
-    let ack = |held: Vec<(String, Pos)>| {
+    // What an acknowledgement says: durable here (a candidate fsyncs
+    // what it receives), whatever happens to this process next.
+    let ack = |name: String, pos: Pos| {
         if let Some(tx) = &acks {
-            for h in held {
-                let _ = tx.send(h);
-            }
+            let _ = tx.send((name, pos));
         }
     };
     let mut caught_up = false;
@@ -374,21 +372,19 @@ fn apply_frames(
             if matches!(frame, Frame::Ltx { .. } | Frame::Hwm { .. }) {
                 let full = batch.files.len() >= MAX_BATCH;
                 if full || (caught_up && !r.has_buffered()) {
-                    ack(batch.apply(store, mount.as_deref())?);
+                    batch.apply(store, mount.as_deref(), &ack)?;
                 }
                 continue;
             }
-            ack(batch.apply(store, mount.as_deref())?);
+            batch.apply(store, mount.as_deref(), &ack)?;
             match frame {
                 Frame::Ltx { .. } => unreachable!("handled above"),
                 Frame::Ready => {
                     caught_up = true;
                     // What this node already held counts too.
-                    ack(store
-                        .dbs()
-                        .iter()
-                        .map(|d| (d.name().to_string(), d.pos()))
-                        .collect());
+                    for d in store.dbs() {
+                        ack(d.name().to_string(), d.pos());
+                    }
                     tracing::info!("caught up with the primary");
                     ready.notify_one();
                 }
@@ -404,8 +400,7 @@ fn apply_frames(
                 }
             }
         }
-        ack(batch.apply(store, mount.as_deref())?);
-        Ok(())
+        batch.apply(store, mount.as_deref(), &ack)
     })();
     batch.discard();
     result
@@ -425,12 +420,15 @@ type Verified = (ltx::Header, ltx::Trailer);
 
 impl Batch {
     /// Applies every file; returns the position each database reached.
+    /// Applies every file; `held` gets each database's new position once
+    /// it is durable here (before the database is written when the files
+    /// are fsynced, else after).
     fn apply(
         &mut self,
         store: &Store,
         mount: Option<&std::path::Path>,
-    ) -> Result<Vec<(String, Pos)>, ClientError> {
-        let mut reached = Vec::new();
+        held: &dyn Fn(String, Pos),
+    ) -> Result<(), ClientError> {
         let mut i = 0;
         while i < self.files.len() {
             // A run of files for one database shares one lock.
@@ -448,19 +446,26 @@ impl Batch {
             let run_files = &self.files[i..i + run];
             let paths: Vec<PathBuf> = run_files.iter().map(|(_, p, _)| p.clone()).collect();
             let checked: Option<Vec<Verified>> = run_files.iter().map(|(_, _, v)| *v).collect();
+            let mut told = false;
             let applied = match checked {
-                Some(headers) => db.apply_verified_batch(&paths, &headers),
+                Some(headers) => db.apply_verified_batch_then(&paths, &headers, &mut |pos| {
+                    told = true;
+                    held(db.name().to_string(), pos)
+                }),
                 None => db.apply_ltx_batch(&paths),
             };
             if let Ok(pos) = &applied {
                 tracing::debug!(db = db.name(), %pos, files = run, "transactions applied");
             }
             store.invalidate_cache(&db);
-            reached.push((db.name().to_string(), applied?));
+            let pos = applied?;
+            if !told {
+                held(db.name().to_string(), pos);
+            }
             i += run;
         }
         self.files.clear();
-        Ok(reached)
+        Ok(())
     }
 
     /// Removes files never applied (the stream broke or one failed).
