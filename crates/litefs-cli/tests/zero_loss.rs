@@ -466,3 +466,42 @@ fn a_litefs_replica_never_counts_as_an_acknowledgement() {
         go.pos("t.db") == p.pos("t.db")
     });
 }
+
+/// `on-timeout: fail`: the commit that waited in vain gets an I/O error,
+/// and the node stops as after any commit it could not capture (it cannot
+/// know whether SQLite kept that transaction), so that the lease moves.
+#[test]
+fn on_timeout_fail_fails_the_commit_and_stops_the_node() {
+    let etcd = EtcdServer::start();
+    let backend = format!(
+        "type: etcd, etcd: {{ endpoints: [\"{}\"], key: \"litefs/zl\", ttl: \"2s\" }}",
+        etcd.url
+    );
+    let zl = "zero-loss: { candidates: 1, timeout: \"500ms\", on-timeout: fail }\n";
+    let mut m = [member(1, true, &backend, zl), member(2, true, &backend, zl)];
+    m[0].start();
+    wait_for("node-1 to acquire", || is_primary(&m[0]));
+    m[1].start();
+    let out = sqlite3(
+        &m[0].db("t.db"),
+        "PRAGMA journal_mode=WAL; CREATE TABLE x (v INTEGER PRIMARY KEY)",
+    );
+    assert!(out.status.success(), "{out:?}");
+    wait_for("node-2 in sync", || in_sync(&m[0]));
+
+    kill(m[1].pid(), Signal::SIGSTOP).unwrap();
+    let out = sqlite3(&m[0].db("t.db"), "INSERT INTO x VALUES (1)");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "the commit returned without a candidate"
+    );
+    assert!(err.contains("disk I/O error"), "{err}");
+    assert!(m[0].log().contains("zero-loss: commit failed"));
+    let st = m[0].wait_exit();
+    assert!(!st.success(), "{st}");
+    assert!(m[0]
+        .log()
+        .contains("stopping reason=a commit could not be captured: zero-loss"));
+    kill(m[1].pid(), Signal::SIGCONT).unwrap();
+}

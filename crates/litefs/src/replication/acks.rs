@@ -31,9 +31,10 @@ pub enum OnTimeout {
     /// candidates hold everything again.
     #[default]
     Degrade,
-    /// Fail it with an I/O error; the node then refuses writes until it
-    /// restarts (SQLite may or may not keep a commit whose last step
-    /// failed, so capture can no longer be sure to match it).
+    /// Fail it with an I/O error; the store then stops as after a commit
+    /// it could not capture (SQLite may or may not keep a commit whose
+    /// last step failed, so capture can no longer be sure to match it),
+    /// which stops the node.
     Fail,
 }
 
