@@ -122,6 +122,9 @@ impl State {
             self.epoch = epoch;
             self.acks.clear();
             self.latest.clear();
+            // A new term starts waiting again: what was committed while
+            // degraded in the old one is that term's.
+            self.degraded = None;
         }
     }
 
