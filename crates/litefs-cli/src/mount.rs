@@ -137,6 +137,7 @@ async fn serve(
         .await?
         .with_context(|| format!("opening data directory {}", config.data.dir.display()))?;
     let store = Arc::new(store);
+    store.zero_loss().configure(config.zero_loss.options());
     info!(node_id = %format!("{:016X}", store.node_id()), dbs = store.dbs().len(), "store opened");
 
     if static_lease.as_ref().is_some_and(|l| l.is_primary()) {

@@ -16,6 +16,7 @@ use fuser::{
 use libc::{c_int, EACCES, EINVAL, EIO, ENOENT, EPERM};
 use litefs::store::{Db, FileKind, Store, StoreError};
 
+use crate::held::answer_when_held;
 use crate::node::{parse_name, pos_name, Name, Node, LAG_NAME, PRIMARY_NAME};
 
 /// Attributes of files whose every change passes through the kernel can be
@@ -206,12 +207,20 @@ impl Filesystem for LiteFs {
             let Node::File(id, kind) = node else {
                 return reply.error(EACCES);
             };
-            let res = self
-                .db(id)
-                .and_then(|db| db.set_len(kind, size).map_err(|e| report("truncate", &e)));
-            if let Err(e) = res {
-                return reply.error(e);
-            }
+            let res = self.db(id).and_then(|db| {
+                db.set_len(kind, size)
+                    .map_err(|e| report("truncate", &e))
+                    .map(|()| db)
+            });
+            let db = match res {
+                Ok(db) => db,
+                Err(e) => return reply.error(e),
+            };
+            let attr = self.attr(node);
+            return answer_when_held(&self.store, &db, move |r| match r.and(attr) {
+                Ok(attr) => reply.attr(&ttl_for(Some(node)), &attr),
+                Err(e) => reply.error(e),
+            });
         }
         match self.attr(node) {
             Ok(attr) => reply.attr(&ttl_for(Some(node)), &attr),
@@ -235,15 +244,22 @@ impl Filesystem for LiteFs {
                     .map(|()| db)
             }) {
                 Ok(db) => {
-                    reply.ok();
-                    if kind == FileKind::Database {
-                        // The side files went too, and a database created
-                        // again gets the same inodes: the kernel forgets
-                        // both. Not on this thread: the kernel holds the
-                        // directory until the reply is processed.
-                        let store = self.store.clone();
-                        std::thread::spawn(move || store.invalidate_cache(&db));
-                    }
+                    let store = self.store.clone();
+                    let dropped = db.clone();
+                    answer_when_held(&self.store, &db, move |r| match r {
+                        Ok(()) => {
+                            reply.ok();
+                            if kind == FileKind::Database {
+                                // The side files went too, and a database
+                                // created again gets the same inodes: the
+                                // kernel forgets both. Not on this thread:
+                                // the kernel holds the directory until the
+                                // reply is processed.
+                                std::thread::spawn(move || store.invalidate_cache(&dropped));
+                            }
+                        }
+                        Err(e) => reply.error(e),
+                    })
                 }
                 Err(e) => reply.error(e),
             },
@@ -363,9 +379,14 @@ impl Filesystem for LiteFs {
         let res = self.db(id).and_then(|db| {
             db.write_at(kind, offset.max(0) as u64, data)
                 .map_err(|e| report("write", &e))
+                .map(|()| db)
         });
+        let n = data.len() as u32;
         match res {
-            Ok(()) => reply.written(data.len() as u32),
+            Ok(db) => answer_when_held(&self.store, &db, move |r| match r {
+                Ok(()) => reply.written(n),
+                Err(e) => reply.error(e),
+            }),
             Err(e) => reply.error(e),
         }
     }
@@ -381,9 +402,12 @@ impl Filesystem for LiteFs {
         match Node::from_ino(ino) {
             Some(Node::File(id, kind)) => match self
                 .db(id)
-                .and_then(|db| db.sync(kind).map_err(|e| report("fsync", &e)))
+                .and_then(|db| db.sync(kind).map_err(|e| report("fsync", &e)).map(|()| db))
             {
-                Ok(()) => reply.ok(),
+                Ok(db) => answer_when_held(&self.store, &db, move |r| match r {
+                    Ok(()) => reply.ok(),
+                    Err(e) => reply.error(e),
+                }),
                 Err(e) => reply.error(e),
             },
             _ => reply.ok(),

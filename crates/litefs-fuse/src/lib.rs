@@ -5,6 +5,7 @@
 //! crate only translates names, inodes and errors.
 
 mod fs;
+mod held;
 mod node;
 
 use std::io;

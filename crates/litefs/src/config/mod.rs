@@ -13,6 +13,7 @@ mod parse;
 mod raw;
 mod shellwords;
 mod validate;
+mod zero_loss;
 
 #[cfg(test)]
 mod tests;
@@ -24,6 +25,7 @@ pub use duration::{format_duration, parse_duration, ParseDurationError};
 pub use expand::{expand_env, expand_env_reporting, EnvLookup, ExpandError, Undefined};
 pub use load::{search_paths, Expansion, Loaded};
 pub use shellwords::SplitError;
+pub use zero_loss::ZeroLossConfig;
 
 /// LiteFS's default data directory. Not ours: a node without `data.dir`
 /// does not start (the error suggests this path), since silently keeping
@@ -109,6 +111,8 @@ pub struct Config {
     pub backup: BackupConfig,
     pub log: LogConfig,
     pub tracing: TracingConfig,
+    /// Commits wait for other candidates (litefs-rs only).
+    pub zero_loss: ZeroLossConfig,
 }
 
 /// One `exec` command.
@@ -409,6 +413,7 @@ impl Default for Config {
                 max_count: 8,
                 compress: true,
             },
+            zero_loss: ZeroLossConfig::default(),
         }
     }
 }

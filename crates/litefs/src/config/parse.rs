@@ -188,5 +188,8 @@ fn resolve(raw: RawConfig) -> Config {
         set(&mut c.tracing.max_count, t.max_count);
         set_bool(&mut c.tracing.compress, t.compress);
     }
+    if let Some(z) = raw.zero_loss {
+        c.zero_loss.resolve(z);
+    }
     c
 }

@@ -36,6 +36,7 @@ pub(super) struct RawConfig {
     pub backup: Option<RawBackup>,
     pub log: Option<RawLog>,
     pub tracing: Option<RawTracing>,
+    pub zero_loss: Option<super::zero_loss::RawZeroLoss>,
 }
 
 #[derive(Debug, Default, Deserialize)]

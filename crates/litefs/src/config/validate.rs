@@ -187,6 +187,8 @@ impl Config {
             return Err("backup path required for the file backup type (backup.path)".into());
         }
 
+        self.zero_loss.check(self.lease.kind)?;
+
         for (i, entry) in self.exec.iter().enumerate() {
             if let Err(e) = entry.argv() {
                 return Err(format!(

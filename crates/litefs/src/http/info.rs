@@ -31,6 +31,36 @@ pub struct NodeInfo {
     /// term it has followed.
     pub epoch: u64,
     pub databases: BTreeMap<String, DbView>,
+    /// Zero-loss mode, when on (litefs-rs only).
+    #[serde(rename = "zeroLoss", skip_serializing_if = "Option::is_none")]
+    pub zero_loss: Option<ZeroLossView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZeroLossView {
+    pub candidates: usize,
+    pub timeout: String,
+    pub on_timeout: String,
+    /// `in-sync` (commits wait) or `degraded` (they do not, after a timeout).
+    pub state: &'static str,
+    /// Node IDs of the candidates holding everything committed this term.
+    pub in_sync: Vec<String>,
+    pub degrades: u64,
+    pub recoveries: u64,
+}
+
+fn zero_loss_view(store: &Store) -> Option<ZeroLossView> {
+    let s = store.zero_loss().status();
+    (s.options.candidates > 0).then(|| ZeroLossView {
+        candidates: s.options.candidates,
+        timeout: crate::config::format_duration(s.options.timeout),
+        on_timeout: s.options.on_timeout.to_string(),
+        state: if s.degraded { "degraded" } else { "in-sync" },
+        in_sync: s.in_sync.iter().map(|n| format!("{n:016X}")).collect(),
+        degrades: s.degrades,
+        recoveries: s.recoveries,
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -84,6 +114,7 @@ pub fn node_info(store: &Store, meta: &NodeMeta) -> NodeInfo {
                 )
             })
             .collect(),
+        zero_loss: zero_loss_view(store),
     }
 }
 

@@ -75,7 +75,67 @@ pub fn render(store: &Store) -> String {
         "Transactions committed on this node since start",
         tx,
     );
+    zero_loss(&mut reg, store);
     let mut out = String::new();
     encode(&mut out, &reg).expect("writing to a String cannot fail");
     out
+}
+
+/// Zero-loss mode (`replication/acks.rs`); shown only when it is on.
+fn zero_loss(reg: &mut Registry, store: &Store) {
+    use prometheus_client::metrics::counter::Counter;
+    let s = store.zero_loss().status();
+    if s.options.candidates == 0 {
+        return;
+    }
+    let gauge = |v: i64| {
+        let g = Gauge::<i64>::default();
+        g.set(v);
+        g
+    };
+    let counter = |v: u64| {
+        let c = Counter::<u64>::default();
+        c.inc_by(v);
+        c
+    };
+    reg.register(
+        "zero_loss_candidates",
+        "Other candidates that must hold each commit before it returns",
+        gauge(s.options.candidates as i64),
+    );
+    reg.register(
+        "zero_loss_degraded",
+        "1 while commits return without waiting for candidates (after a timeout)",
+        gauge(s.degraded as i64),
+    );
+    reg.register(
+        "zero_loss_in_sync",
+        "Candidates holding everything this primary committed in its term",
+        gauge(s.in_sync.len() as i64),
+    );
+    reg.register(
+        "zero_loss_waiting",
+        "Commits waiting for acknowledgements now",
+        gauge(s.waiting as i64),
+    );
+    reg.register(
+        "zero_loss_waits",
+        "Commits that had to wait for an acknowledgement",
+        counter(s.waits),
+    );
+    reg.register(
+        "zero_loss_degrades",
+        "Times commits degraded to asynchronous replication",
+        counter(s.degrades),
+    );
+    reg.register(
+        "zero_loss_recoveries",
+        "Times enough candidates caught up after a degrade",
+        counter(s.recoveries),
+    );
+    reg.register(
+        "zero_loss_failed_commits",
+        "Commits failed because no acknowledgement came in time (on-timeout: fail)",
+        counter(s.failed),
+    );
 }

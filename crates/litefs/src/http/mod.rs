@@ -3,6 +3,7 @@
 //! `GET /metrics` (Prometheus text). HTTP/1.1 and HTTP/2 are both served on
 //! the one port, as LiteFS does.
 
+mod ack;
 mod handoff;
 mod info;
 mod metrics;
@@ -104,6 +105,7 @@ async fn route(
 ) -> Response<Body> {
     match (req.method(), req.uri().path()) {
         (&Method::POST, "/stream") => stream(req, store, peer, &meta.peers).await,
+        (&Method::POST, "/ack") => ack::ack(req, &store).await,
         (&Method::GET, "/info") => json(StatusCode::OK, &info::node_info(&store, &meta)),
         (&Method::GET, "/events") => events(store, &meta),
         (&Method::GET, "/metrics") => text(StatusCode::OK, metrics::render(&store)),
@@ -114,7 +116,7 @@ async fn route(
         (&Method::GET, "/export") => export(&req, store, meta).await,
         (
             _,
-            "/stream" | "/info" | "/events" | "/metrics" | "/pos" | "/import" | "/export"
+            "/stream" | "/ack" | "/info" | "/events" | "/metrics" | "/pos" | "/import" | "/export"
             | "/handoff" | "/promote",
         ) => text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -244,6 +246,7 @@ async fn stream(
     tracing::info!(%peer, node = %peer_id, "stream connected");
     let (tx, rx) = mpsc::channel(64);
     let epoch = store.epoch();
+    let required = store.zero_loss().required();
     // A data dir taken over from LiteFS keeps its cluster ID; LiteFS
     // replicas refuse a stream without it.
     let cluster = cluster_id::read(store.data_dir());
@@ -264,6 +267,9 @@ async fn stream(
         .header(HEADER_EPOCH, epoch.to_string());
     if let Some(id) = cluster {
         resp = resp.header(cluster_id::HEADER_CLUSTER_ID, id);
+    }
+    if required > 0 {
+        resp = resp.header(crate::replication::acks::HEADER_ACK, required.to_string());
     }
     resp.body(channel_body(rx))
         .expect("static response parts are valid")

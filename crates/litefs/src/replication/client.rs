@@ -17,6 +17,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use crate::replication::acks::HEADER_ACK;
 use crate::replication::frame::{self, Frame, FrameError};
 use crate::replication::lock::ExclusiveLock;
 use crate::store::{Pos, Store, StoreError};
@@ -142,11 +143,11 @@ async fn stream_once_until(
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), ClientError> {
     let connect = connect(store, opts);
-    let (resp, conn, _sender) = tokio::select! {
+    let (resp, conn, sender) = tokio::select! {
         r = connect => r?,
         _ = stop.wait_for(|s| *s) => return Ok(()),
     };
-    let applied = follow_stream(store, opts, resp, stop).await;
+    let applied = follow_stream(store, opts, resp, sender, stop).await;
     conn.abort();
     applied
 }
@@ -228,11 +229,24 @@ async fn follow_stream(
     store: &Arc<Store>,
     opts: &ReplicaOptions,
     resp: hyper::Response<hyper::body::Incoming>,
+    sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), ClientError> {
     let http_err = |source| ClientError::Http {
         url: opts.primary_url.clone(),
         source,
+    };
+    // Zero-loss mode: a candidate tells the primary what it holds, when
+    // asked to (a LiteFS primary never asks).
+    let wants_acks = store.is_candidate() && resp.headers().contains_key(HEADER_ACK);
+    let (ack_tx, acker) = if wants_acks {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let addr = host_port(&opts.primary_url)?;
+        let task = tokio::spawn(send_acks(store.clone(), addr, sender, rx));
+        (Some(tx), Some(task))
+    } else {
+        drop(sender);
+        (None, None)
     };
     // Frames are applied on a blocking thread: file I/O and lock waits.
     let (tx, rx) = std_mpsc::sync_channel::<Bytes>(64);
@@ -241,7 +255,7 @@ async fn follow_stream(
         let mount = opts.mount_dir.clone();
         let ready = opts.ready.clone();
         tokio::task::spawn_blocking(move || {
-            apply_frames(&store, mount, &ready, ChannelReader::new(rx))
+            apply_frames(&store, mount, &ready, ChannelReader::new(rx), ack_tx)
         })
     };
     let mut body = resp.into_body();
@@ -280,8 +294,46 @@ async fn follow_stream(
         }
     };
     drop(tx);
-    let applied = applier.await.map_err(|e| io::Error::other(e.to_string()))?;
-    applied.and(pumped)
+    let applied = applier.await.map_err(|e| io::Error::other(e.to_string()));
+    if let Some(task) = acker {
+        task.abort();
+    }
+    applied?.and(pumped)
+}
+
+/// Sends what the applier reports held to the primary, on the stream's
+/// connection. Positions that arrive while one acknowledgement is in
+/// flight go together in the next one.
+async fn send_acks(
+    store: Arc<Store>,
+    addr: String,
+    mut sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(String, Pos)>,
+) {
+    while let Some((name, pos)) = rx.recv().await {
+        let mut held = BTreeMap::new();
+        held.insert(name, pos);
+        while let Ok((name, pos)) = rx.try_recv() {
+            held.insert(name, pos);
+        }
+        let mut body = Vec::new();
+        if frame::write_pos_map(&mut body, &held).is_err() || sender.ready().await.is_err() {
+            return;
+        }
+        let req = Request::post(format!("http://{addr}/ack"))
+            .header(HEADER_NODE_ID, format!("{:016X}", store.node_id()))
+            .header(HEADER_EPOCH, store.epoch().to_string())
+            .body(Full::new(Bytes::from(body)))
+            .expect("static request parts are valid");
+        match sender.send_request(req).await {
+            Ok(resp) if resp.status().is_success() => {}
+            Ok(resp) => tracing::debug!(status = %resp.status(), "acknowledgement refused"),
+            Err(e) => {
+                tracing::debug!("acknowledgement not sent: {e}");
+                return;
+            }
+        }
+    }
 }
 
 fn apply_frames(
@@ -289,8 +341,16 @@ fn apply_frames(
     mount: Option<PathBuf>,
     ready: &tokio::sync::Notify,
     mut r: ChannelReader,
+    acks: Option<tokio::sync::mpsc::UnboundedSender<(String, Pos)>>,
 ) -> Result<(), ClientError> {
     let mut batch = Batch::default();
+    // What an acknowledgement says: durable here (a candidate fsyncs
+    // what it receives), whatever happens to this process next.
+    let ack = |name: String, pos: Pos| {
+        if let Some(tx) = &acks {
+            let _ = tx.send((name, pos));
+        }
+    };
     let mut caught_up = false;
     let result = (|| {
         while let Some(frame) = Frame::read_from(&mut r)? {
@@ -314,15 +374,19 @@ fn apply_frames(
             if matches!(frame, Frame::Ltx { .. } | Frame::Hwm { .. }) {
                 let full = batch.files.len() >= MAX_BATCH;
                 if full || (caught_up && !r.has_buffered()) {
-                    batch.apply(store, mount.as_deref())?;
+                    batch.apply(store, mount.as_deref(), &ack)?;
                 }
                 continue;
             }
-            batch.apply(store, mount.as_deref())?;
+            batch.apply(store, mount.as_deref(), &ack)?;
             match frame {
                 Frame::Ltx { .. } => unreachable!("handled above"),
                 Frame::Ready => {
                     caught_up = true;
+                    // What this node already held counts too.
+                    for d in store.dbs() {
+                        ack(d.name().to_string(), d.pos());
+                    }
                     tracing::info!("caught up with the primary");
                     ready.notify_one();
                 }
@@ -338,7 +402,7 @@ fn apply_frames(
                 }
             }
         }
-        batch.apply(store, mount.as_deref())
+        batch.apply(store, mount.as_deref(), &ack)
     })();
     batch.discard();
     result
@@ -357,7 +421,16 @@ struct Batch {
 type Verified = (ltx::Header, ltx::Trailer);
 
 impl Batch {
-    fn apply(&mut self, store: &Store, mount: Option<&std::path::Path>) -> Result<(), ClientError> {
+    /// Applies every file; returns the position each database reached.
+    /// Applies every file; `held` gets each database's new position once
+    /// it is durable here (before the database is written when the files
+    /// are fsynced, else after).
+    fn apply(
+        &mut self,
+        store: &Store,
+        mount: Option<&std::path::Path>,
+        held: &dyn Fn(String, Pos),
+    ) -> Result<(), ClientError> {
         let mut i = 0;
         while i < self.files.len() {
             // A run of files for one database shares one lock.
@@ -381,15 +454,22 @@ impl Batch {
             let run_files = &self.files[i..i + run];
             let paths: Vec<PathBuf> = run_files.iter().map(|(_, p, _)| p.clone()).collect();
             let checked: Option<Vec<Verified>> = run_files.iter().map(|(_, _, v)| *v).collect();
+            let mut told = false;
             let applied = match checked {
-                Some(headers) => db.apply_verified_batch(&paths, &headers),
+                Some(headers) => db.apply_verified_batch_then(&paths, &headers, &mut |pos| {
+                    told = true;
+                    held(db.name().to_string(), pos)
+                }),
                 None => db.apply_ltx_batch(&paths),
             };
             if let Ok(pos) = &applied {
                 tracing::debug!(db = db.name(), %pos, files = run, "transactions applied");
             }
             store.invalidate_cache(&db);
-            applied?;
+            let pos = applied?;
+            if !told {
+                held(db.name().to_string(), pos);
+            }
             i += run;
         }
         self.files.clear();

@@ -57,6 +57,20 @@ impl Db {
         paths: &[std::path::PathBuf],
         headers: &[(ltx::Header, ltx::Trailer)],
     ) -> Result<Pos> {
+        self.apply_verified_batch_then(paths, headers, &mut |_| {})
+    }
+
+    /// [`Db::apply_verified_batch`], calling `durable` with the position
+    /// the batch leads to as soon as a crash can no longer lose it (its
+    /// files and the applying marker are durable; recovery finishes the
+    /// apply), before the database is written: what zero-loss mode's
+    /// acknowledgements wait for. Not called where files are not fsynced.
+    pub(crate) fn apply_verified_batch_then(
+        &self,
+        paths: &[std::path::PathBuf],
+        headers: &[(ltx::Header, ltx::Trailer)],
+        durable: &mut dyn FnMut(Pos),
+    ) -> Result<Pos> {
         debug_assert_eq!(paths.len(), headers.len());
         let Some(&(last_h, last_t)) = headers.last() else {
             return Ok(self.pos());
@@ -126,6 +140,7 @@ impl Db {
         if sync_files {
             sync_dir(self.log.dir())?;
             sync_dir(self.dir())?;
+            durable(Pos::new(last_h.max_txid, last_t.post_apply_checksum));
         }
 
         // Handles are dropped so the database is written through one fresh

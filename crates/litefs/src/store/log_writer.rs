@@ -89,6 +89,8 @@ struct State {
     /// The writer waits out `MIN_FILE_INTERVAL` with work queued: a new
     /// transaction need not wake it.
     lingering: bool,
+    /// A commit waits for this file (zero-loss mode): no lingering.
+    urgent: bool,
     /// Tests hold the writer to see what waits for it: it then writes only
     /// for a `drain`.
     held: bool,
@@ -130,6 +132,7 @@ impl LogWriter {
                     stop: false,
                     draining: 0,
                     lingering: false,
+                    urgent: false,
                     held: false,
                 }),
                 cond: Condvar::new(),
@@ -179,6 +182,17 @@ impl LogWriter {
             *thread = Some(handle);
         }
         Ok(())
+    }
+
+    /// Has what is queued written now rather than after lingering: a
+    /// commit waits for it to reach candidates.
+    pub fn hurry(&self) {
+        let mut st = self.inner.lock();
+        if !st.queue.is_empty() && !st.urgent {
+            st.urgent = true;
+            drop(st);
+            self.inner.cond.notify_all();
+        }
     }
 
     #[cfg(test)]
@@ -254,6 +268,7 @@ impl Inner {
                     let early = due.is_some_and(|d| now < d);
                     if (!early && !st.held)
                         || st.draining > 0
+                        || (st.urgent && !st.held)
                         || st.stop
                         || st.queue.len() >= MAX_QUEUED
                     {
@@ -270,6 +285,7 @@ impl Inner {
                     };
                 }
                 st.lingering = false;
+                st.urgent = false;
                 let started = Instant::now();
                 if st.failed.is_some() {
                     // The log has a gap from here on: write nothing more.

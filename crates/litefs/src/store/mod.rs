@@ -22,6 +22,7 @@ pub mod sqlite;
 mod abort;
 mod apply;
 mod commit;
+mod commit_wait;
 mod dir_lock;
 mod dir_sync;
 mod diverged;
@@ -179,6 +180,8 @@ pub struct Store {
     opts: StoreOptions,
     shared: Arc<Shared>,
     dbs: RwLock<Vec<Arc<Db>>>,
+    /// Zero-loss mode's acknowledgements and waiting commits.
+    zero_loss: Arc<crate::replication::acks::ZeroLoss>,
 }
 
 impl Store {
@@ -219,11 +222,13 @@ impl Store {
         let e = epoch::load(&opts.data_dir)?;
         shared.epoch.store(e.epoch, Ordering::SeqCst);
         shared.own_term.store(e.own, Ordering::SeqCst);
+        let fail = shared.clone();
         let store = Store {
             lock: Mutex::new(Some(lock)),
             opts,
             shared,
             dbs: RwLock::new(Vec::new()),
+            zero_loss: crate::replication::acks::ZeroLoss::new(move |r| fail.set_fatal(r)),
         };
         let mut names: Vec<String> = fs::read_dir(&dbs_dir)
             .at(&dbs_dir)?
@@ -274,6 +279,16 @@ impl Store {
         self.shared.node_id
     }
 
+    /// Zero-loss mode (see `replication/acks.rs`).
+    pub fn zero_loss(&self) -> &Arc<crate::replication::acks::ZeroLoss> {
+        &self.zero_loss
+    }
+
+    /// This node may become primary (it is not a follower).
+    pub fn is_candidate(&self) -> bool {
+        !self.opts.follower
+    }
+
     pub fn is_primary(&self) -> bool {
         self.shared.is_primary()
     }
@@ -294,6 +309,7 @@ impl Store {
         }
         let was = self.shared.primary.swap(primary, Ordering::SeqCst);
         if was && !primary {
+            self.zero_loss.step_down();
             self.abort_uncommitted();
         }
         if was != primary {
@@ -320,6 +336,7 @@ impl Store {
         if !self.shared.primary.swap(false, Ordering::SeqCst) {
             return;
         }
+        self.zero_loss.step_down();
         self.abort_uncommitted();
         for listener in self.shared.role_listeners.lock().expect("listeners").iter() {
             listener(false);
