@@ -113,6 +113,8 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     opts.retention = config.data.retention;
     // A non-candidate is a replica for good, whatever the lease.
     opts.follower = !config.lease.candidate;
+    // LiteFS refuses to start on a malformed cluster ID file; so do we.
+    litefs::store::cluster_id::load(&config.data.dir)?;
     let store = tokio::task::spawn_blocking(move || Store::open(opts))
         .await?
         .with_context(|| format!("opening data directory {}", config.data.dir.display()))?;
@@ -122,6 +124,7 @@ pub async fn run(args: MountArgs) -> Result<i32> {
     if static_lease.as_ref().is_some_and(|l| l.is_primary()) {
         // The static lease never moves on its own: a restart goes on with
         // this node's term unless it has followed another primary since.
+        litefs::store::cluster_id::ensure(&config.data.dir)?;
         let epoch = store
             .resume_or_begin_term()
             .context("starting a primary term")?;

@@ -23,7 +23,7 @@ use crate::replication::{client::HEADER_EPOCH, client::HEADER_NODE_ID, frame, se
 use crate::store::{cluster_id, PositionAt, Store};
 use crate::transfer;
 
-pub use handoff::{post, Peers};
+pub use handoff::{get, post, Peers};
 pub use info::NodeInfo;
 
 type Body = BoxBody<Bytes, Infallible>;
