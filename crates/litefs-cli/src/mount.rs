@@ -239,6 +239,7 @@ pub async fn run(args: MountArgs) -> Result<i32> {
         peers: Default::default(),
         proxy_url,
         mount_dir: Some(config.fuse.dir.clone()),
+        halts: Default::default(),
     };
     let http = tokio::spawn(litefs::http::serve(listener, store.clone(), meta));
     if !config.strict_verify {

@@ -148,7 +148,7 @@ pub fn event_line(ev: &Event) -> Bytes {
 /// Milliseconds since the Unix epoch as Go's `time.Time` marshals them in
 /// UTC (RFC 3339, fraction without trailing zeros), so LiteFS's clients
 /// parse the same `timestamp`.
-fn rfc3339_ms(ms: i64) -> String {
+pub(crate) fn rfc3339_ms(ms: i64) -> String {
     let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
