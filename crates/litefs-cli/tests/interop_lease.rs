@@ -11,6 +11,8 @@
 //!   by the Consul lease, with what to do;
 //! * `litefs run` (`-if-candidate`, `-promote`, `-with-halt-lock-on` on a
 //!   LiteFS mount, the exit code);
+//! * the halt lock on a litefs-rs primary: a LiteFS replica writes through
+//!   it while local writers wait;
 //! * `/info` and `/events` lines carry every field LiteFS's do, with the
 //!   same JSON types.
 

@@ -19,10 +19,10 @@ use crate::store::Store;
 /// Largest transaction (LTX file) a replica may send.
 const MAX_TX_BYTES: usize = 1 << 30;
 
-fn lock_id(req: &Request<Incoming>, key: &str) -> Result<i64, Response<Body>> {
+/// The lock ID parameter `key`; the error message when it is not one.
+fn lock_id(req: &Request<Incoming>, key: &str) -> Result<i64, String> {
     let raw = query_param(req, key).unwrap_or("");
-    raw.parse()
-        .map_err(|_| text(StatusCode::BAD_REQUEST, format!("invalid {key}: {raw:?}\n")))
+    raw.parse().map_err(|_| format!("invalid {key}: {raw:?}\n"))
 }
 
 fn from_self(req: &Request<Incoming>, store: &Store) -> bool {
@@ -53,7 +53,7 @@ pub(super) async fn acquire(
 ) -> Response<Body> {
     let id = match lock_id(req, "id") {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(m) => return text(StatusCode::BAD_REQUEST, m),
     };
     if from_self(req, &store) {
         return text(
@@ -95,7 +95,7 @@ pub(super) async fn acquire(
 pub(super) fn release(req: &Request<Incoming>, store: &Store, meta: &NodeMeta) -> Response<Body> {
     let id = match lock_id(req, "id") {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(m) => return text(StatusCode::BAD_REQUEST, m),
     };
     if from_self(req, store) {
         return text(
@@ -116,7 +116,7 @@ pub(super) async fn tx(
 ) -> Response<Body> {
     let id = match lock_id(&req, "lockID") {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(m) => return text(StatusCode::BAD_REQUEST, m),
     };
     if from_self(&req, &store) {
         return text(
