@@ -27,7 +27,7 @@ use rusqlite::Connection;
 mod common;
 
 use common::consul::ConsulServer;
-use common::litefs_go::{events, http_get, litefs_go, rs, start};
+use common::litefs_go::{events, http, http_get, litefs_go, rs, start};
 use common::node::{Config, Node};
 use common::{sqlite3, LITEFS};
 
@@ -633,4 +633,69 @@ fn halt_lock_lets_a_litefs_replica_write_through_a_litefs_rs_primary() {
     assert_eq!(values(&p.db("w.db")), Vec::<i64>::new());
     sql(&p, "w.db", "INSERT INTO t VALUES (7)");
     assert_eq!(values(&p.db("w.db")), [7], "no halt lock left behind");
+}
+
+/// The endpoints a LiteFS replica calls, as LiteFS answers them, and the
+/// renewal LiteFS lacks.
+#[test]
+fn halt_endpoints_answer_as_litefs_does_and_renew() {
+    let mut p = static_node(1, &rs(), true, None);
+    start(&mut p);
+    sql(&p, "h.db", "CREATE TABLE t (v INTEGER)");
+    sql(
+        &p,
+        "w.db",
+        "PRAGMA journal_mode = wal; CREATE TABLE t (v INTEGER)",
+    );
+    let base = p.url();
+    let other = "Litefs-Id: 00000000000000AA\r\n";
+
+    let (st, body) = http(&base, "POST", "/halt?name=h.db&id=77", other);
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["id"], 77);
+    assert_eq!(
+        format!(
+            "{}/{}",
+            v["pos"]["TXID"].as_str().unwrap(),
+            v["pos"]["PostApplyChecksum"].as_str().unwrap()
+        ),
+        p.pos("h.db").unwrap()
+    );
+    let first = v["expires"].as_str().unwrap().to_string();
+
+    // Held: a local writer waits; another replica's lock times out (10 s).
+    let c = Connection::open(p.db("h.db")).unwrap();
+    c.busy_timeout(Duration::from_millis(300)).unwrap();
+    assert!(c.execute("INSERT INTO t VALUES (1)", []).is_err());
+    let (st, body) = http(&base, "POST", "/halt?name=h.db&id=78", other);
+    assert_eq!(st, 409, "{body}");
+    let (st, _) = http(&base, "POST", "/tx?name=h.db&lockID=78", other);
+    assert_eq!(st, 409);
+
+    // The same id renews it.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (st, body) = http(&base, "POST", "/halt?name=h.db&id=77", other);
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["expires"].as_str().unwrap() > first.as_str(),
+        "{body} after {first}"
+    );
+
+    // LiteFS's refusals.
+    let own = format!("Litefs-Id: {}\r\n", node_id(&p));
+    assert_eq!(http(&base, "POST", "/halt?name=h.db&id=1", &own).0, 400);
+    assert_eq!(http(&base, "POST", "/halt?name=h.db&id=x", other).0, 400);
+    assert_eq!(http(&base, "POST", "/halt?name=w.db&id=5", other).0, 501);
+
+    assert_eq!(http(&base, "DELETE", "/halt?name=h.db&id=77", other).0, 200);
+    c.execute("INSERT INTO t VALUES (1)", []).unwrap();
+    assert_eq!(http(&base, "DELETE", "/halt?name=h.db&id=77", other).0, 200);
+}
+
+fn node_id(n: &Node) -> String {
+    let (_, info) = http_get(&n.url(), "/info");
+    let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+    v["nodeID"].as_str().unwrap().to_string()
 }

@@ -216,19 +216,31 @@ impl Halts {
         Ok(pos)
     }
 
+    /// [`Halts::expire`] unless a transaction is being applied under a
+    /// halt lock right now (never waits: for async callers).
+    pub fn expire_if_idle(&self, store: &Store) {
+        if let Ok(mut held) = self.held.try_lock() {
+            expire(&mut held, store);
+        }
+    }
+
     /// Drops the locks past their time, and all of them once this node is
     /// no longer primary.
     pub fn expire(&self, store: &Store) {
-        let now = Instant::now();
-        let primary = store.is_primary();
-        self.held.lock().expect("halts").retain(|name, h| {
-            let keep = primary && h.until > now;
-            if !keep {
-                tracing::warn!(db = %name, id = h.id, primary, "halt lock expired");
-            }
-            keep
-        });
+        expire(&mut self.held.lock().expect("halts"), store);
     }
+}
+
+fn expire(held: &mut HashMap<String, Held>, store: &Store) {
+    let now = Instant::now();
+    let primary = store.is_primary();
+    held.retain(|name, h| {
+        let keep = primary && h.until > now;
+        if !keep {
+            tracing::warn!(db = %name, id = h.id, primary, "halt lock expired");
+        }
+        keep
+    });
 }
 
 impl Held {

@@ -50,11 +50,21 @@ pub fn start(n: &mut Node) {
 /// `GET path` over HTTP/1.0 (no chunking, the body ends at close) from
 /// `base` (`http://host:port`): the status and body.
 pub fn http_get(base: &str, path: &str) -> (u16, String) {
+    http(base, "GET", path, "")
+}
+
+/// One HTTP/1.0 request with an empty body and `headers` (`"K: v\r\n"`
+/// lines): the status and body.
+pub fn http(base: &str, method: &str, path: &str, headers: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
         .unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Length: 0\r\n{headers}\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));

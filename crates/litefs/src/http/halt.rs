@@ -92,7 +92,11 @@ pub(super) async fn acquire(
 }
 
 /// `DELETE /halt?name=&id=`: 200 whether or not it was still held.
-pub(super) fn release(req: &Request<Incoming>, store: &Store, meta: &NodeMeta) -> Response<Body> {
+pub(super) async fn release(
+    req: &Request<Incoming>,
+    store: &Store,
+    meta: Arc<NodeMeta>,
+) -> Response<Body> {
     let id = match lock_id(req, "id") {
         Ok(id) => id,
         Err(m) => return text(StatusCode::BAD_REQUEST, m),
@@ -103,8 +107,9 @@ pub(super) fn release(req: &Request<Incoming>, store: &Store, meta: &NodeMeta) -
             "cannot remotely unhalt self\n".into(),
         );
     }
-    let name = query_param(req, "name").unwrap_or("");
-    meta.halts.release(name, id);
+    let name = query_param(req, "name").unwrap_or("").to_string();
+    // Waits for a transaction being applied under the lock.
+    let _ = tokio::task::spawn_blocking(move || meta.halts.release(&name, id)).await;
     text(StatusCode::OK, String::new())
 }
 

@@ -83,7 +83,7 @@ pub async fn serve(listener: TcpListener, store: Arc<Store>, meta: NodeMeta) {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                halts.expire(&store);
+                halts.expire_if_idle(&store);
             }
         }
     }));
@@ -136,7 +136,7 @@ async fn route(
         (&Method::POST, "/import") => import(req, store, meta).await,
         (&Method::GET, "/export") => export(&req, store, meta).await,
         (&Method::POST, "/halt") => halt::acquire(&req, store, meta).await,
-        (&Method::DELETE, "/halt") => halt::release(&req, &store, &meta),
+        (&Method::DELETE, "/halt") => halt::release(&req, &store, meta).await,
         (&Method::POST, "/tx") => halt::tx(req, store, meta).await,
         (
             _,

@@ -50,6 +50,8 @@ pub struct Consul {
     client: Client<HttpConnector, Full<Bytes>>,
     registered: bool,
     cluster_checked: bool,
+    /// Said once that this node may not take the lease without an ID.
+    told_no_id: bool,
     /// The session holding the key while primary.
     session: Option<String>,
     /// A session kept between attempts on a free key that could not be
@@ -120,6 +122,7 @@ impl Consul {
             client: Client::builder(TokioExecutor::new()).build_http(),
             registered: false,
             cluster_checked: false,
+            told_no_id: false,
             session: None,
             spare: None,
         })
@@ -295,8 +298,11 @@ impl Consul {
                 self.data_dir.join(cluster_id::FILE).display(),
             ))),
             (Some(t), None) => {
-                tracing::info!(lease_cluster_id = %t,
-                    "this node has no cluster ID and the lease has one: it follows the primary (and adopts the ID) before it may become primary");
+                if !self.told_no_id {
+                    self.told_no_id = true;
+                    tracing::info!(lease_cluster_id = %t,
+                        "this node has no cluster ID and the lease has one: it follows the primary (and adopts the ID) before it may become primary");
+                }
                 Ok(false)
             }
             (Some(_), Some(_)) => {
