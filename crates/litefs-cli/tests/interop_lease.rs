@@ -1,5 +1,6 @@
 //! litefs-rs against the real LiteFS v0.5.14 (see common/litefs_go.rs)
-//! beyond the static-lease streams of interop.rs:
+//! beyond the static-lease streams of interop.rs (and the halt lock of
+//! interop_halt.rs):
 //!
 //! * a rolling migration of a 3-node cluster on one Consul key (the
 //!   in-repo Consul test server) with a writer running: a litefs-rs node
@@ -11,13 +12,10 @@
 //!   by the Consul lease, with what to do;
 //! * `litefs run` (`-if-candidate`, `-promote`, `-with-halt-lock-on` on a
 //!   LiteFS mount, the exit code);
-//! * the halt lock on a litefs-rs primary: a LiteFS replica writes through
-//!   it while local writers wait;
 //! * `/info` and `/events` lines carry every field LiteFS's do, with the
 //!   same JSON types.
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,54 +25,10 @@ use rusqlite::Connection;
 mod common;
 
 use common::consul::ConsulServer;
-use common::litefs_go::{events, http, http_get, litefs_go, rs, start};
+use common::litefs_go::{
+    cluster_id, events, http_get, litefs_go, rs, run, sql, start, static_node, wait_pos, WAIT,
+};
 use common::node::{Config, Node};
-use common::{sqlite3, LITEFS};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-fn static_node(host: u8, bin: &Path, candidate: bool, primary_url: Option<&str>) -> Node {
-    let mut n = Node::on_host(host, WAIT);
-    n.set_bin(bin);
-    let url = primary_url.map_or_else(|| n.url(), String::from);
-    let c = Config::new(candidate)
-        .primary(&format!("node-{host}"), &url)
-        .reconnect_delay("200ms");
-    // A LiteFS primary with skip-sync says it is ready before it takes
-    // writes; without, `start` waits until it does.
-    n.config(if candidate { c } else { c.skip_sync() });
-    n
-}
-
-fn sql(n: &Node, db: &str, q: &str) {
-    let out = sqlite3(&n.db(db), q);
-    assert!(out.status.success(), "{q} on {}: {out:?}", n.url());
-}
-
-fn wait_pos(want: &Node, n: &mut Node, db: &str) {
-    let target = want.pos(db).unwrap();
-    let other = want.log();
-    let path = n.db(&format!("{db}-pos"));
-    n.wait_until(&format!("{db} at {target}; primary:\n{other}"), || {
-        read_trim(&path).as_deref() == Some(target.as_str())
-    });
-}
-
-fn read_trim(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim().to_string())
-}
-
-fn cluster_id(n: &Node) -> Option<String> {
-    std::fs::read_to_string(n.data().join("clusterid"))
-        .ok()
-        .map(|s| s.trim().to_string())
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(LITEFS).arg("run").args(args).output().unwrap()
-}
 
 // ---------------------------------------------------------------- /info, /events
 
@@ -543,159 +497,4 @@ fn wait_pos_passed(p: &Node, r: &mut Node) {
     r.wait_until(&format!("TXID {want:x}; primary:\n{log}"), || {
         read_trim(&path).is_some_and(|t| txid(&t) >= want)
     });
-}
-
-// ---------------------------------------------------------------- halt lock
-
-fn values(path: &Path) -> Vec<i64> {
-    let c = Connection::open(path).unwrap();
-    let mut st = c.prepare("SELECT v FROM t ORDER BY rowid").unwrap();
-    st.query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-}
-
-#[test]
-fn halt_lock_lets_a_litefs_replica_write_through_a_litefs_rs_primary() {
-    let mut p = static_node(1, &rs(), true, None);
-    start(&mut p);
-    sql(
-        &p,
-        "h.db",
-        "CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (1)",
-    );
-    sql(
-        &p,
-        "w.db",
-        "PRAGMA journal_mode = wal; CREATE TABLE t (v INTEGER)",
-    );
-    let mut go = static_node(2, &litefs_go(), false, Some(&p.url()));
-    let mut r = static_node(3, &rs(), false, Some(&p.url()));
-    start(&mut go);
-    r.start();
-    for db in ["h.db", "w.db"] {
-        wait_pos(&p, &mut go, db);
-        wait_pos(&p, &mut r, db);
-    }
-
-    // The command writes on the LiteFS replica while it holds the halt
-    // lock; a writer on the primary that starts meanwhile waits for the
-    // lock to go.
-    let hdb = go.db("h.db");
-    let local = {
-        let (db, log) = (p.db("h.db"), p.log_path());
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + WAIT;
-            while !std::fs::read_to_string(&log)
-                .unwrap()
-                .contains("halt lock acquired")
-            {
-                assert!(Instant::now() < deadline, "no halt lock taken");
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            let c = Connection::open(db).unwrap();
-            c.busy_timeout(Duration::from_secs(20)).unwrap();
-            c.execute("INSERT INTO t VALUES (43)", []).unwrap();
-        })
-    };
-    // One process (LiteFS drops the halt lock as soon as any process
-    // holding its descriptor closes it: a shell's child exiting would),
-    // busy for a moment before it writes.
-    let slow_insert = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
-                       WHERE x < 2000000) SELECT count(*) FROM c; INSERT INTO t VALUES (42);";
-    let hdb_s = hdb.to_str().unwrap();
-    let out = run(&[
-        "-with-halt-lock-on",
-        hdb_s,
-        "--",
-        "sqlite3",
-        hdb_s,
-        slow_insert,
-    ]);
-    assert!(out.status.success(), "{out:?}\n{}\n{}", go.log(), p.log());
-    local.join().unwrap();
-    assert_eq!(
-        values(&p.db("h.db")),
-        [1, 42, 43],
-        "the replica's write applied on the primary, the local one after the halt"
-    );
-    wait_pos(&p, &mut go, "h.db");
-    wait_pos(&p, &mut r, "h.db");
-    assert_eq!(values(&go.db("h.db")), [1, 42, 43]);
-    assert_eq!(values(&r.db("h.db")), [1, 42, 43]);
-
-    // A WAL database cannot take a replica's transactions here yet: the
-    // command does not run, the primary is unchanged.
-    let wdb = go.db("w.db");
-    let out = run(&["-with-halt-lock-on", wdb.to_str().unwrap(), "--", "true"]);
-    assert!(!out.status.success(), "{out:?}");
-    assert_eq!(values(&p.db("w.db")), Vec::<i64>::new());
-    sql(&p, "w.db", "INSERT INTO t VALUES (7)");
-    assert_eq!(values(&p.db("w.db")), [7], "no halt lock left behind");
-}
-
-/// The endpoints a LiteFS replica calls, as LiteFS answers them, and the
-/// renewal LiteFS lacks.
-#[test]
-fn halt_endpoints_answer_as_litefs_does_and_renew() {
-    let mut p = static_node(1, &rs(), true, None);
-    start(&mut p);
-    sql(&p, "h.db", "CREATE TABLE t (v INTEGER)");
-    sql(
-        &p,
-        "w.db",
-        "PRAGMA journal_mode = wal; CREATE TABLE t (v INTEGER)",
-    );
-    let base = p.url();
-    let other = "Litefs-Id: 00000000000000AA\r\n";
-
-    let (st, body) = http(&base, "POST", "/halt?name=h.db&id=77", other);
-    assert_eq!(st, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["id"], 77);
-    assert_eq!(
-        format!(
-            "{}/{}",
-            v["pos"]["TXID"].as_str().unwrap(),
-            v["pos"]["PostApplyChecksum"].as_str().unwrap()
-        ),
-        p.pos("h.db").unwrap()
-    );
-    let first = v["expires"].as_str().unwrap().to_string();
-
-    // Held: a local writer waits; another replica's lock times out (10 s).
-    let c = Connection::open(p.db("h.db")).unwrap();
-    c.busy_timeout(Duration::from_millis(300)).unwrap();
-    assert!(c.execute("INSERT INTO t VALUES (1)", []).is_err());
-    let (st, body) = http(&base, "POST", "/halt?name=h.db&id=78", other);
-    assert_eq!(st, 409, "{body}");
-    let (st, _) = http(&base, "POST", "/tx?name=h.db&lockID=78", other);
-    assert_eq!(st, 409);
-
-    // The same id renews it.
-    std::thread::sleep(Duration::from_millis(1100));
-    let (st, body) = http(&base, "POST", "/halt?name=h.db&id=77", other);
-    assert_eq!(st, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert!(
-        v["expires"].as_str().unwrap() > first.as_str(),
-        "{body} after {first}"
-    );
-
-    // LiteFS's refusals.
-    let own = format!("Litefs-Id: {}\r\n", node_id(&p));
-    assert_eq!(http(&base, "POST", "/halt?name=h.db&id=1", &own).0, 400);
-    assert_eq!(http(&base, "POST", "/halt?name=h.db&id=x", other).0, 400);
-    assert_eq!(http(&base, "POST", "/halt?name=w.db&id=5", other).0, 501);
-
-    assert_eq!(http(&base, "DELETE", "/halt?name=h.db&id=77", other).0, 200);
-    c.execute("INSERT INTO t VALUES (1)", []).unwrap();
-    assert_eq!(http(&base, "DELETE", "/halt?name=h.db&id=77", other).0, 200);
-}
-
-fn node_id(n: &Node) -> String {
-    let (_, info) = http_get(&n.url(), "/info");
-    let v: serde_json::Value = serde_json::from_str(&info).unwrap();
-    v["nodeID"].as_str().unwrap().to_string()
 }

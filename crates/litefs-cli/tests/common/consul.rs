@@ -27,13 +27,9 @@ impl ConsulServer {
 
     /// A key's raw value, None when absent.
     pub fn get(&self, key: &str) -> Option<String> {
-        let out = std::process::Command::new("curl")
-            .args(["-sf", &format!("http://{}/v1/kv/{key}?raw", self.addr)])
-            .output()
-            .unwrap();
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        let base = format!("http://{}", self.addr);
+        let (status, body) = super::litefs_go::http_get(&base, &format!("/v1/kv/{key}?raw"));
+        (status == 200).then_some(body)
     }
 }
 

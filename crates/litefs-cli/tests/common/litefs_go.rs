@@ -3,9 +3,13 @@
 //! the interop tests, and what running it beside litefs-rs needs.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use super::node::Node;
-use super::LITEFS;
+use super::node::{Config, Node};
+use super::{sqlite3, LITEFS};
+
+/// How long any wait of an interop node may take.
+pub const WAIT: Duration = Duration::from_secs(60);
 
 /// The LiteFS binary. Missing is a failure (the interop suite is the
 /// compatibility guarantee), saying how to get it.
@@ -107,4 +111,57 @@ pub fn events(base: &str, n: usize, during: impl FnOnce()) -> Vec<String> {
         }
     }
     lines
+}
+
+/// A node of a static-lease cluster whose primary is at `primary_url`
+/// (the node itself when None); `lease.hostname` is `node-<host>`.
+pub fn static_node(host: u8, bin: &Path, candidate: bool, primary_url: Option<&str>) -> Node {
+    let mut n = Node::on_host(host, WAIT);
+    n.set_bin(bin);
+    let url = primary_url.map_or_else(|| n.url(), String::from);
+    let c = Config::new(candidate)
+        .primary(&format!("node-{host}"), &url)
+        .reconnect_delay("200ms");
+    // A LiteFS primary with skip-sync says it is ready before it takes
+    // writes; without, `start` waits until it does.
+    n.config(if candidate { c } else { c.skip_sync() });
+    n
+}
+
+/// Runs `q` with the sqlite3 CLI on `db` in `n`'s mount; it must succeed.
+pub fn sql(n: &Node, db: &str, q: &str) {
+    let out = sqlite3(&n.db(db), q);
+    assert!(out.status.success(), "{q} on {}: {out:?}", n.url());
+}
+
+/// Waits until `n`'s position of `db` is `want`'s now.
+pub fn wait_pos(want: &Node, n: &mut Node, db: &str) {
+    let target = want.pos(db).unwrap();
+    let other = want.log();
+    let path = n.db(&format!("{db}-pos"));
+    n.wait_until(&format!("{db} at {target}; primary:\n{other}"), || {
+        read_trim(&path).as_deref() == Some(target.as_str())
+    });
+}
+
+pub fn read_trim(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// `n`'s `data/clusterid`, trimmed.
+pub fn cluster_id(n: &Node) -> Option<String> {
+    std::fs::read_to_string(n.data().join("clusterid"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// `litefs run ARGS` (this crate's binary), its output.
+pub fn run(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(LITEFS)
+        .arg("run")
+        .args(args)
+        .output()
+        .unwrap()
 }
