@@ -26,7 +26,8 @@ mod common;
 
 use common::consul::ConsulServer;
 use common::litefs_go::{
-    cluster_id, events, http_get, litefs_go, rs, run, sql, start, static_node, wait_pos, WAIT,
+    cluster_id, events, http_get, litefs_go, read_trim, rs, run, sql, start, static_node, wait_pos,
+    WAIT,
 };
 use common::node::{Config, Node};
 
@@ -369,16 +370,15 @@ impl Writer {
 fn consul_node(host: u8, bin: &Path, candidate: bool, consul: &ConsulServer) -> Node {
     let mut n = Node::on_host(host, WAIT);
     n.set_bin(bin);
-    n.config(
-        Config::new(candidate)
-            .lease(&format!(
-                "type: consul, candidate: {candidate}, hostname: \"node-{host}\", advertise-url: \"{}\", \
-                 reconnect-delay: \"100ms\", consul: {{ url: \"http://{}\", key: \"litefs/mixed\", lock-delay: \"1s\" }}",
-                n.url(),
-                consul.addr
-            ))
-            .skip_sync(),
-    );
+    let c = Config::new(candidate).lease(&format!(
+        "type: consul, candidate: {candidate}, hostname: \"node-{host}\", advertise-url: \"{}\", \
+         reconnect-delay: \"100ms\", consul: {{ url: \"http://{}\", key: \"litefs/mixed\", lock-delay: \"1s\" }}",
+        n.url(),
+        consul.addr
+    ));
+    // Without skip-sync a LiteFS candidate says it is ready only once it
+    // takes writes (or has caught up), which `start` waits for.
+    n.config(if candidate { c } else { c.skip_sync() });
     n
 }
 
