@@ -1,8 +1,8 @@
 //! LiteFS's halt lock on a litefs-rs primary, against the real LiteFS
 //! v0.5.14 (see common/litefs_go.rs): a LiteFS replica running `litefs run
 //! -with-halt-lock-on` writes through a litefs-rs primary while local
-//! writers wait; the endpoints answer and refuse as LiteFS's do, and a
-//! held lock is renewed.
+//! writers wait; the endpoints answer and refuse as LiteFS's do, a held
+//! lock is renewed, an abandoned one expires.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -167,4 +167,33 @@ fn node_id(n: &Node) -> String {
     let (_, info) = http_get(&n.url(), "/info");
     let v: serde_json::Value = serde_json::from_str(&info).unwrap();
     v["nodeID"].as_str().unwrap().to_string()
+}
+
+/// A replica that takes the lock and goes away without releasing it does
+/// not keep the primary's writers out for more than the lock's 30 s.
+#[test]
+fn an_abandoned_halt_lock_expires_after_30_seconds() {
+    let mut p = static_node(1, &rs(), true, None);
+    start(&mut p);
+    sql(&p, "h.db", "CREATE TABLE t (v INTEGER)");
+    let other = "Litefs-Id: 00000000000000AB\r\n";
+    let (st, body) = http(&p.url(), "POST", "/halt?name=h.db&id=9", other);
+    assert_eq!(st, 200, "{body}");
+    let taken = Instant::now();
+
+    let c = Connection::open(p.db("h.db")).unwrap();
+    c.busy_timeout(Duration::from_millis(200)).unwrap();
+    while c.execute("INSERT INTO t VALUES (1)", []).is_err() {
+        assert!(
+            taken.elapsed() < Duration::from_secs(45),
+            "the halt lock never expired:\n{}",
+            p.log()
+        );
+    }
+    let held = taken.elapsed();
+    assert!(held >= Duration::from_secs(29), "released after {held:?}");
+    assert!(p.log().contains("halt lock expired"), "{}", p.log());
+    // The replica's late transaction is refused.
+    let (st, _) = http(&p.url(), "POST", "/tx?name=h.db&lockID=9", other);
+    assert_eq!(st, 409);
 }
