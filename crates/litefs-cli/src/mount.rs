@@ -90,6 +90,7 @@ pub async fn run(args: MountArgs) -> Result<i32> {
                 endpoints: e.endpoints.clone(),
                 key: e.key.clone(),
                 ttl: e.ttl,
+                data_dir: config.data.dir.clone(),
             })
             .context("lease.etcd")?;
             LeaseKind::Etcd(Box::new(etcd))

@@ -285,32 +285,17 @@ impl Consul {
             return Ok(true);
         }
         let theirs = self.lease_cluster_id().await?;
-        let mine =
-            cluster_id::load(&self.data_dir).map_err(|e| LeaseError::Fatal(e.to_string()))?;
-        match (theirs, mine) {
-            (Some(t), Some(m)) if t != m => Err(LeaseError::Fatal(format!(
-                "cannot connect, \"consul\" lease already initialized with different ID: {t} \
-                 (key {}; this node's is {m}, in {}): this data dir belongs to another cluster; use that \
-                 cluster's lease.consul.key, or, to join this cluster, stop the node and remove \
-                 {} (its databases are then replaced by the primary's)",
-                self.key,
-                self.data_dir.join(cluster_id::FILE).display(),
-                self.data_dir.join(cluster_id::FILE).display(),
-            ))),
-            (Some(t), None) => {
-                if !self.told_no_id {
-                    self.told_no_id = true;
-                    tracing::info!(lease_cluster_id = %t,
-                        "this node has no cluster ID and the lease has one: it follows the primary (and adopts the ID) before it may become primary");
-                }
-                Ok(false)
-            }
-            (Some(_), Some(_)) => {
-                self.cluster_checked = true;
-                Ok(true)
-            }
-            (None, _) => Ok(true),
+        let may =
+            cluster_id::may_take_lease(&self.data_dir, "consul", &self.key, theirs.as_deref())
+                .map_err(|e| LeaseError::Fatal(e.to_string()))?;
+        if !may && !self.told_no_id {
+            self.told_no_id = true;
+            tracing::info!(lease_cluster_id = theirs.as_deref().unwrap_or(""),
+                "this node has no cluster ID and the lease has one: it follows the primary (and adopts the ID) before it may become primary");
         }
+        // Once both have the same one it cannot change.
+        self.cluster_checked = may && theirs.is_some();
+        Ok(may)
     }
 
     /// After winning: store this node's cluster ID under the key if none is

@@ -24,6 +24,21 @@ pub enum ClusterIdError {
     Invalid { path: PathBuf, id: String },
     #[error("{}: {reason}", path.display())]
     Io { path: PathBuf, reason: String },
+    /// The lease (`kind`: consul, etcd) stores another cluster's ID.
+    #[error(
+        "cannot connect, {kind:?} lease already initialized with different ID: {theirs} \
+         (key {key}; this node's is {mine}, in {}): this data dir belongs to another cluster; \
+         use that cluster's lease.{kind}.key, or, to join this cluster, stop the node and \
+         remove {} (its databases are then replaced by the primary's)",
+        path.display(), path.display()
+    )]
+    LeaseMismatch {
+        path: PathBuf,
+        kind: &'static str,
+        key: String,
+        mine: String,
+        theirs: String,
+    },
     /// The primary's ID (None: it sent none) is not this node's.
     #[error(
         "cannot stream from primary with a different cluster id: this node has {mine} ({}), the primary {}; \
@@ -136,6 +151,30 @@ pub fn follow(data_dir: &Path, theirs: Option<&str>) -> Result<(), ClusterIdErro
             mine,
             theirs: theirs.map(String::from),
         }),
+    }
+}
+
+/// LiteFS's check before taking a lease that stores the cluster's ID
+/// (`theirs`, under `<key>/clusterid`): whether this node may take it. Not
+/// while it has no ID of its own and the lease has one: it follows the
+/// primary (and adopts the ID from its stream) first, so an empty node
+/// never takes over a cluster's data. Another ID keeps it out.
+pub fn may_take_lease(
+    data_dir: &Path,
+    kind: &'static str,
+    key: &str,
+    theirs: Option<&str>,
+) -> Result<bool, ClusterIdError> {
+    match (theirs, load(data_dir)?) {
+        (Some(t), Some(m)) if t != m => Err(ClusterIdError::LeaseMismatch {
+            path: data_dir.join(FILE),
+            kind,
+            key: key.to_string(),
+            mine: m,
+            theirs: t.to_string(),
+        }),
+        (Some(_), None) => Ok(false),
+        _ => Ok(true),
     }
 }
 
