@@ -7,6 +7,7 @@ mod logging;
 mod ltx_cmd;
 mod mount;
 mod recover;
+mod run_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,9 @@ enum Cmd {
         #[arg(last = true)]
         cmd: Vec<String>,
     },
+    /// Run a command as LiteFS's `litefs run` does: only on a candidate,
+    /// after a promotion, or holding a database's halt lock.
+    Run(run_cmd::RunArgs),
     /// Import a SQLite database file into the running mount, as one transaction.
     Import(TransferArgs),
     /// Export a database from the running mount into a SQLite file.
@@ -196,6 +200,7 @@ fn run(cli: Cli) -> Result<i32> {
                 cmd,
             }))
         }
+        Cmd::Run(a) => run_cmd::run(a),
         Cmd::Recover(a) => {
             logging::init_default();
             recover::run(a)

@@ -110,6 +110,7 @@ async fn serve(
                 endpoints: e.endpoints.clone(),
                 key: e.key.clone(),
                 ttl: e.ttl,
+                data_dir: config.data.dir.clone(),
             })
             .context("lease.etcd")?;
             LeaseKind::Etcd(Box::new(etcd))
@@ -133,6 +134,8 @@ async fn serve(
     opts.retention = config.data.retention;
     // A non-candidate is a replica for good, whatever the lease.
     opts.follower = !config.lease.candidate;
+    // LiteFS refuses to start on a malformed cluster ID file; so do we.
+    litefs::store::cluster_id::load(&config.data.dir)?;
     let store = tokio::task::spawn_blocking(move || Store::open(opts))
         .await?
         .with_context(|| format!("opening data directory {}", config.data.dir.display()))?;
@@ -143,6 +146,7 @@ async fn serve(
     if static_lease.as_ref().is_some_and(|l| l.is_primary()) {
         // The static lease never moves on its own: a restart goes on with
         // this node's term unless it has followed another primary since.
+        litefs::store::cluster_id::ensure(&config.data.dir)?;
         let epoch = store
             .resume_or_begin_term()
             .context("starting a primary term")?;
@@ -257,6 +261,7 @@ async fn serve(
         peers: Default::default(),
         proxy_url,
         mount_dir: Some(config.fuse.dir.clone()),
+        halts: Default::default(),
     };
     let http = tokio::spawn(litefs::http::serve(listener, store.clone(), meta));
     if !config.strict_verify {

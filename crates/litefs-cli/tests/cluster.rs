@@ -458,8 +458,16 @@ fn replica_behind_retention_gets_a_snapshot() {
 
 /// A fake primary (HTTP/2) that answers POST /stream with 200 and, per
 /// connection, the body `mode` picks; any other request (the replica's
-/// `GET /pos` history check) gets `pos`, as a primary that agrees would.
-fn fake_primary(addr: SocketAddr, mode: Arc<AtomicUsize>, bodies: Vec<Vec<u8>>, pos: String) {
+/// `GET /pos` history check) gets `pos`, as a primary that agrees would;
+/// each answer names the real primary's `cluster` ID, without which the
+/// replica would not follow it.
+fn fake_primary(
+    addr: SocketAddr,
+    mode: Arc<AtomicUsize>,
+    bodies: Vec<Vec<u8>>,
+    pos: String,
+    cluster: String,
+) {
     use bytes::Bytes;
     use http_body_util::Full;
     use hyper::{Request, Response};
@@ -475,6 +483,7 @@ fn fake_primary(addr: SocketAddr, mode: Arc<AtomicUsize>, bodies: Vec<Vec<u8>>, 
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
             let (mode, bodies, pos) = (mode.clone(), bodies.clone(), pos.clone());
+            let cluster = cluster.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                     let body = if req.uri().path() == "/stream" {
@@ -482,11 +491,11 @@ fn fake_primary(addr: SocketAddr, mode: Arc<AtomicUsize>, bodies: Vec<Vec<u8>>, 
                     } else {
                         format!("{pos}\n").into_bytes()
                     };
-                    async move {
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
-                            body,
-                        ))))
-                    }
+                    let resp = Response::builder()
+                        .header("Litefs-Cluster-Id", cluster.clone())
+                        .body(Full::new(Bytes::from(body)))
+                        .unwrap();
+                    async move { Ok::<_, std::convert::Infallible>(resp) }
                 });
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tcp), svc)
@@ -543,7 +552,9 @@ fn garbage_from_the_primary_is_refused_and_changes_nothing() {
     {
         let (addr, mode, pos) = (p.addr(), mode.clone(), pos.clone());
         let bodies = cases.iter().map(|(b, _)| b.to_vec()).collect();
-        std::thread::spawn(move || fake_primary(addr, mode, bodies, pos));
+        let cluster = fs::read_to_string(p.data().join("clusterid")).unwrap();
+        let cluster = cluster.trim().to_string();
+        std::thread::spawn(move || fake_primary(addr, mode, bodies, pos, cluster));
     }
     for (i, (_, want)) in cases.iter().enumerate() {
         mode.store(i, Ordering::SeqCst);

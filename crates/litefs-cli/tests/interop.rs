@@ -12,7 +12,7 @@
 //!   the same data dirs with a writer running: no acknowledged write lost,
 //!   no node re-snapshotted, every node equal at the end;
 //! * LiteFS opens data dirs written by litefs-rs (the downgrade) at the
-//!   same positions and keeps replicating.
+//!   same positions, beside a `diverged/`, and keeps replicating.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -25,35 +25,14 @@ use rusqlite::Connection;
 
 mod common;
 
+use common::detach;
+use common::litefs_go::{litefs_go, rs};
 use common::node::{Config, Node};
-use common::{detach, LITEFS};
 
 const WAIT: Duration = Duration::from_secs(30);
 const PRIMARY_HOST: &str = "node-a";
 /// One database per journal mode the issue asks for, in every cluster.
 const DBS: [(&str, &str); 2] = [("delete.db", "delete"), ("wal.db", "wal")];
-
-/// The LiteFS binary: `LITEFS_GO`, else target/litefs-go/litefs in the
-/// workspace. Missing is a failure (the suite is the compatibility
-/// guarantee), saying how to get it.
-fn litefs_go() -> PathBuf {
-    let path = match std::env::var_os("LITEFS_GO") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/litefs-go/litefs"),
-    };
-    assert!(
-        path.is_file(),
-        "LiteFS binary not found at {} (set LITEFS_GO, or build it with \
-         `bash ../shared/litefs-go/build.sh $PWD/target/litefs-go/litefs`, \
-         which ./scripts/test does when it is missing)",
-        path.display()
-    );
-    path
-}
-
-fn rs() -> PathBuf {
-    PathBuf::from(LITEFS)
-}
 
 // ---------------------------------------------------------------- nodes
 
@@ -77,21 +56,9 @@ fn replica_on(host: u8, bin: &Path, primary_url: &str) -> Node {
 }
 
 /// Starts a primary and waits until it takes writes: LiteFS mounts before
-/// it has become primary ("connected to cluster, ready"), and a write in
-/// between fails as on a replica; litefs-rs mounts once it is primary.
+/// it has become primary, litefs-rs once it is.
 fn start_primary(p: &mut Node) {
-    let from = p.log().len();
-    p.start();
-    if p.log()[from..].contains("LiteFS v") {
-        let path = p.log_path();
-        p.wait_until("LiteFS to be ready", || {
-            fs::read_to_string(&path).is_ok_and(|l| {
-                l.get(from..)
-                    .unwrap_or("")
-                    .contains("connected to cluster, ready")
-            })
-        });
-    }
+    common::litefs_go::start(p);
 }
 
 /// Snapshots a primary has sent, from its log: LiteFS says `msg="writing
@@ -478,6 +445,13 @@ fn litefs_opens_litefs_rs_data_dirs_at_the_same_positions() {
 
     r.stop();
     p.stop();
+    // What a former primary keeps of transactions never replicated
+    // (`diverged/<db>/`): LiteFS must start beside it and leave it alone.
+    let kept = p.data().join("diverged/delete.db");
+    fs::create_dir_all(&kept).unwrap();
+    let ltx_dir = p.data().join("dbs/delete.db/ltx");
+    let some = fs::read_dir(&ltx_dir).unwrap().next().unwrap().unwrap();
+    fs::copy(some.path(), kept.join(some.file_name())).unwrap();
     p.set_bin(&go);
     r.set_bin(&go);
     start_primary(&mut p);
@@ -495,5 +469,9 @@ fn litefs_opens_litefs_rs_data_dirs_at_the_same_positions() {
         DBS.len(),
         "only the replica's first start took a snapshot:\n{}",
         p.log()
+    );
+    assert!(
+        kept.join(some.file_name()).is_file(),
+        "diverged/ left alone"
     );
 }

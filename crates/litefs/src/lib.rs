@@ -4,6 +4,7 @@
 //! Nothing in here knows about FUSE; `litefs-fuse` is one adapter over it.
 
 pub mod config;
+pub mod halt;
 pub mod http;
 pub mod lease;
 pub mod proxy;

@@ -53,15 +53,13 @@ async fn acquire_watch_release_and_epochs() {
     };
     assert_eq!(primary, Some(me("a")));
     a.renew().await.unwrap();
-    // Both nodes now share a's cluster ID.
+    // a created the cluster ID; b, as LiteFS, takes it from a's stream
+    // (not from the lease), so it has none yet.
     let id = std::fs::read_to_string(da.path().join("clusterid")).unwrap();
     assert!(id.starts_with("LFSC") && id.trim().len() == 20, "{id:?}");
     let o = b.observe(0, Duration::ZERO).await.unwrap();
     assert_eq!(o.primary, Some(me("a")));
-    assert_eq!(
-        std::fs::read_to_string(db.path().join("clusterid")).unwrap(),
-        id
-    );
+    assert!(!db.path().join("clusterid").exists());
 
     // A blocking watch wakes as soon as a releases.
     let watcher = tokio::spawn(async move {
@@ -75,7 +73,17 @@ async fn acquire_watch_release_and_epochs() {
     assert_eq!(o.primary, None);
     assert!(waited < Duration::from_secs(5), "{waited:?}");
 
-    // No lock-delay after an explicit release; a higher epoch.
+    // Without the cluster's ID, b may not take over its data, as in LiteFS.
+    assert_eq!(
+        b.acquire(&me("b")).await.unwrap(),
+        Acquire::Held {
+            primary: None,
+            index: o.index
+        }
+    );
+    // Once it has it (a replica adopts it from its primary's stream):
+    // no lock-delay after an explicit release; a higher epoch.
+    std::fs::write(db.path().join("clusterid"), &id).unwrap();
     let Acquire::Won { epoch: e2 } = b.acquire(&me("b")).await.unwrap() else {
         panic!("b should take the released key at once")
     };

@@ -3,7 +3,9 @@
 //! `litefs mount` process harness.
 #![allow(dead_code)]
 
+pub mod consul;
 pub mod etcd;
+pub mod litefs_go;
 pub mod logcheck;
 pub mod node;
 pub mod powercut;

@@ -144,9 +144,20 @@ pub(super) async fn promote(store: &Store, meta: &NodeMeta) -> hyper::Response<B
 
 /// An empty POST; the status and body.
 pub async fn post(url: &str) -> Result<(u16, String), String> {
+    request(hyper::Method::POST, url).await
+}
+
+/// A GET; the status and body.
+pub async fn get(url: &str) -> Result<(u16, String), String> {
+    request(hyper::Method::GET, url).await
+}
+
+async fn request(method: hyper::Method, url: &str) -> Result<(u16, String), String> {
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .build_http::<Full<Bytes>>();
-    let req = Request::post(url)
+    let req = Request::builder()
+        .method(method)
+        .uri(url)
         .body(Full::new(Bytes::new()))
         .map_err(|e| format!("{url}: {e}"))?;
     let wait = HANDOFF_TIMEOUT + Duration::from_secs(1);

@@ -1,6 +1,8 @@
-//! `GET /info` and the `/events` lines: LiteFS's fields (`isPrimary`,
-//! `candidate`, `path`, `primary.hostname`, event `type`/`db`/`data`) plus
-//! what litefs-rs's Node package reads (`nodeID`, `primaryURL`, positions).
+//! `GET /info` and the `/events` lines: every field LiteFS 0.5's have, with
+//! its name and JSON type (`clusterID`, `isPrimary`, `candidate`, `path`,
+//! `primary.hostname`; event `type`/`db`/`data`, a tx's `timestamp` as
+//! RFC 3339), plus what litefs-rs's Node package reads (`nodeID`,
+//! `primaryURL`, positions).
 
 use std::collections::BTreeMap;
 
@@ -13,6 +15,9 @@ use crate::store::{Event, Store};
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeInfo {
+    /// LiteFS's cluster ID (absent until there is one, as in LiteFS).
+    #[serde(rename = "clusterID", skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
     #[serde(rename = "nodeID")]
     pub node_id: String,
     pub hostname: String,
@@ -77,6 +82,7 @@ pub struct DbView {
 pub fn node_info(store: &Store, meta: &NodeMeta) -> NodeInfo {
     let is_primary = store.is_primary();
     NodeInfo {
+        cluster_id: crate::store::cluster_id::read(store.data_dir()),
         node_id: format!("{:016X}", store.node_id()),
         hostname: meta.hostname.clone(),
         is_primary,
@@ -152,7 +158,8 @@ pub fn event_line(ev: &Event) -> Bytes {
                 "postApplyChecksum": format!("{:016x}", pos.post_apply_checksum),
                 "pageSize": page_size,
                 "commit": commit,
-                "timestamp": timestamp,
+                "timestamp": rfc3339_ms(*timestamp),
+                "timestampMs": timestamp,
             }
         })),
         Event::Resync { db } => line(serde_json::json!({"type": "resync", "db": db})),
@@ -166,5 +173,46 @@ pub fn event_line(ev: &Event) -> Bytes {
             "type": "primaryChange",
             "data": {"isPrimary": is_primary, "hostname": hostname.clone().unwrap_or_default()}
         })),
+    }
+}
+
+/// Milliseconds since the Unix epoch as Go's `time.Time` marshals them in
+/// UTC (RFC 3339, fraction without trailing zeros), so LiteFS's clients
+/// parse the same `timestamp`.
+pub(crate) fn rfc3339_ms(ms: i64) -> String {
+    let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut frac = String::new();
+    if milli != 0 {
+        frac = format!(".{milli:03}").trim_end_matches('0').to_string();
+    }
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{frac}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339_ms;
+
+    #[test]
+    fn timestamps_read_as_go_writes_them() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_ms(1_796_074_692_120), "2026-11-30T21:38:12.12Z");
+        assert_eq!(rfc3339_ms(951_782_400_001), "2000-02-29T00:00:00.001Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
     }
 }

@@ -1,9 +1,11 @@
 //! The node's HTTP API on `http.addr` (default `:20202`): `POST /stream`
 //! (replication, HTTP/2 cleartext), `GET /info`, `GET /events` (NDJSON),
-//! `GET /metrics` (Prometheus text). HTTP/1.1 and HTTP/2 are both served on
-//! the one port, as LiteFS does.
+//! `GET /metrics` (Prometheus text), LiteFS's halt lock (`/halt`, `/tx`),
+//! zero-loss acknowledgements (`POST /ack`).
+//! HTTP/1.1 and HTTP/2 are both served on the one port, as LiteFS does.
 
 mod ack;
+mod halt;
 mod handoff;
 mod info;
 mod metrics;
@@ -24,7 +26,7 @@ use crate::replication::{client::HEADER_EPOCH, client::HEADER_NODE_ID, frame, se
 use crate::store::{cluster_id, PositionAt, Store};
 use crate::transfer;
 
-pub use handoff::{post, Peers};
+pub use handoff::{get, post, Peers};
 pub use info::NodeInfo;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -51,6 +53,8 @@ pub struct NodeMeta {
     pub peers: Peers,
     /// The mount, for `/import` and `/export`; None without one.
     pub mount_dir: Option<std::path::PathBuf>,
+    /// Halt locks held for replicas (`/halt`, `/tx`).
+    pub halts: crate::halt::Halts,
 }
 
 /// Parses LiteFS's listen addresses: `:20202` means every interface.
@@ -73,6 +77,18 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
 /// Serves until the task is aborted.
 pub async fn serve(listener: TcpListener, store: Arc<Store>, meta: NodeMeta) {
     let meta = Arc::new(meta);
+    // Halt locks expire, and go with the primary role, even when no
+    // replica calls again; the ticker ends with this task.
+    let _expiry = AbortOnDrop(tokio::spawn({
+        let (store, halts) = (store.clone(), meta.halts.clone());
+        async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                halts.expire_if_idle(&store);
+            }
+        }
+    }));
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -97,6 +113,14 @@ pub async fn serve(listener: TcpListener, store: Arc<Store>, meta: NodeMeta) {
     }
 }
 
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn route(
     req: Request<Incoming>,
     store: Arc<Store>,
@@ -114,10 +138,13 @@ async fn route(
         (&Method::POST, "/promote") => handoff::promote(&store, &meta).await,
         (&Method::POST, "/import") => import(req, store, meta).await,
         (&Method::GET, "/export") => export(&req, store, meta).await,
+        (&Method::POST, "/halt") => halt::acquire(&req, store, meta).await,
+        (&Method::DELETE, "/halt") => halt::release(&req, &store, meta).await,
+        (&Method::POST, "/tx") => halt::tx(req, store, meta).await,
         (
             _,
             "/stream" | "/ack" | "/info" | "/events" | "/metrics" | "/pos" | "/import" | "/export"
-            | "/handoff" | "/promote",
+            | "/handoff" | "/promote" | "/halt" | "/tx",
         ) => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed\n".into(),

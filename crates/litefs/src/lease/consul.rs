@@ -19,10 +19,11 @@ use tokio::time::Instant;
 
 use super::base64::decode as base64_decode;
 use super::{Acquire, Backend, LeaseError, Observed, PrimaryInfo};
+use crate::store::cluster_id;
 
 /// One request to the agent, blocking queries aside.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// The cluster ID file in the data directory, and the key's suffix.
+/// The cluster ID key's suffix (the file in the data dir has that name too).
 const CLUSTER_ID: &str = "clusterid";
 
 #[derive(Debug, Clone)]
@@ -49,6 +50,8 @@ pub struct Consul {
     client: Client<HttpConnector, Full<Bytes>>,
     registered: bool,
     cluster_checked: bool,
+    /// Said once that this node may not take the lease without an ID.
+    told_no_id: bool,
     /// The session holding the key while primary.
     session: Option<String>,
     /// A session kept between attempts on a free key that could not be
@@ -119,6 +122,7 @@ impl Consul {
             client: Client::builder(TokioExecutor::new()).build_http(),
             registered: false,
             cluster_checked: false,
+            told_no_id: false,
             session: None,
             spare: None,
         })
@@ -260,53 +264,63 @@ impl Consul {
         }
     }
 
-    /// LiteFS's cluster ID: the one stored under the key wins; a node that
-    /// has another one of its own must not join.
-    async fn check_cluster_id(&mut self) -> Result<(), LeaseError> {
-        if self.cluster_checked {
-            return Ok(());
-        }
+    /// The cluster ID stored under `<key>/clusterid`, if any.
+    async fn lease_cluster_id(&self) -> Result<Option<String>, LeaseError> {
         let key = format!("{}/{CLUSTER_ID}", self.key);
         let (entry, _) = self.kv_get(&key, 0, Duration::ZERO).await?;
-        let theirs = entry
+        Ok(entry
             .map(|e| e.value())
             .transpose()?
             .map(|v| String::from_utf8_lossy(&v).trim().to_string())
-            .filter(|v| !v.is_empty());
-        let local = self.data_dir.join(CLUSTER_ID);
-        let mine = std::fs::read_to_string(&local)
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty());
-        match (theirs, mine) {
-            (Some(t), Some(m)) if t != m => {
-                return Err(LeaseError::Fatal(format!(
-                    "cannot set cluster ID {m:?} ({}): lease already initialized with different ID {t:?}",
-                    local.display()
-                )))
-            }
-            (Some(t), None) => write_cluster_id(&local, &t)?,
-            _ => {}
+            .filter(|v| !v.is_empty()))
+    }
+
+    /// LiteFS's check before each attempt: a node whose cluster ID is not
+    /// the lease's must not join. Whether this node may take the lease: not
+    /// while it has no ID and the lease has one (it adopts the ID from the
+    /// primary's stream first, so an empty node never takes over a
+    /// cluster's data).
+    async fn check_cluster_id(&mut self) -> Result<bool, LeaseError> {
+        if self.cluster_checked {
+            return Ok(true);
         }
-        self.cluster_checked = true;
-        Ok(())
+        let theirs = self.lease_cluster_id().await?;
+        let may =
+            cluster_id::may_take_lease(&self.data_dir, "consul", &self.key, theirs.as_deref())
+                .map_err(|e| LeaseError::Fatal(e.to_string()))?;
+        if !may && !self.told_no_id {
+            self.told_no_id = true;
+            tracing::info!(lease_cluster_id = theirs.as_deref().unwrap_or(""),
+                "this node has no cluster ID and the lease has one: it follows the primary (and adopts the ID) before it may become primary");
+        }
+        // Once both have the same one it cannot change.
+        self.cluster_checked = may && theirs.is_some();
+        Ok(may)
     }
 
     /// After winning: store this node's cluster ID under the key if none is
-    /// there yet (`cas=0`: never overwrite another's).
-    async fn publish_cluster_id(&self) -> Result<(), LeaseError> {
-        let local = self.data_dir.join(CLUSTER_ID);
-        let id = match std::fs::read_to_string(&local) {
-            Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
-            _ => {
-                let id = format!("LFSC{:016X}", random_u64());
-                write_cluster_id(&local, &id)?;
-                id
-            }
-        };
+    /// there yet, as LiteFS does (`cas=0`: never overwrite another's; an ID
+    /// set by another node in between keeps this one out).
+    async fn publish_cluster_id(&mut self) -> Result<(), LeaseError> {
+        if self.cluster_checked {
+            return Ok(());
+        }
+        let id =
+            cluster_id::ensure(&self.data_dir).map_err(|e| LeaseError::Fatal(e.to_string()))?;
         let path = format!("/v1/kv/{}/{CLUSTER_ID}?cas=0", self.key);
-        self.ok(Method::PUT, &path, id.into_bytes()).await?;
-        Ok(())
+        self.ok(Method::PUT, &path, id.clone().into_bytes()).await?;
+        match self.lease_cluster_id().await? {
+            Some(t) if t == id => {
+                tracing::info!(cluster_id = %id, key = %self.key, "set cluster id on consul lease");
+                self.cluster_checked = true;
+                Ok(())
+            }
+            other => Err(LeaseError::Fatal(format!(
+                "consul lease {} was initialized with cluster ID {} while this node ({id}) took it",
+                self.key,
+                other.as_deref().unwrap_or("none")
+            ))),
+        }
     }
 
     /// Who the key names, and the index to watch from.
@@ -323,24 +337,6 @@ impl Consul {
             index: idx,
         })
     }
-}
-
-fn write_cluster_id(path: &std::path::Path, id: &str) -> Result<(), LeaseError> {
-    std::fs::write(path, format!("{id}\n"))
-        .map_err(|e| LeaseError::Fatal(format!("writing {}: {e}", path.display())))
-}
-
-fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        if std::io::Read::read_exact(&mut f, &mut b).is_ok() {
-            return u64::from_le_bytes(b);
-        }
-    }
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1)
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -369,7 +365,13 @@ impl Backend for Consul {
     }
 
     async fn acquire(&mut self, value: &PrimaryInfo) -> Result<Acquire, LeaseError> {
-        self.check_cluster_id().await?;
+        if !self.check_cluster_id().await? {
+            let now = self.holder(0, Duration::ZERO).await?;
+            return Ok(Acquire::Held {
+                primary: now.primary,
+                index: now.index,
+            });
+        }
         let id = match self.spare.take() {
             Some((id, at)) if at.elapsed() < self.ttl / 2 => id,
             Some((id, _)) => {
@@ -416,7 +418,8 @@ impl Backend for Consul {
                 }
             };
             if let Err(e) = self.publish_cluster_id().await {
-                tracing::warn!("storing the cluster ID in consul: {e}");
+                let _ = self.release().await;
+                return Err(e);
             }
             return Ok(Acquire::Won {
                 epoch: entry.modify_index,

@@ -5,7 +5,10 @@
 //! seen to learn at once that the key is gone, and a revoke on a clean
 //! shutdown (the key goes with its lease). The fencing epoch is the
 //! revision of the put that took the key: etcd's revisions only grow.
+//! LiteFS's cluster ID is kept under `<key>/clusterid` with the Consul
+//! lease's rules (see `store::cluster_id`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +20,7 @@ use serde_json::{json, Value};
 
 use super::base64;
 use super::{Acquire, Backend, LeaseError, Observed, PrimaryInfo};
+use crate::store::cluster_id;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -26,6 +30,8 @@ pub struct EtcdOptions {
     pub endpoints: Vec<String>,
     pub key: String,
     pub ttl: Duration,
+    /// Where this node keeps its copy of the cluster ID.
+    pub data_dir: PathBuf,
 }
 
 pub struct Etcd {
@@ -37,6 +43,11 @@ pub struct Etcd {
     client: Client<HttpConnector, Full<Bytes>>,
     /// The lease holding the key while primary.
     lease: Option<String>,
+    data_dir: PathBuf,
+    /// This node's cluster ID is the one under the key.
+    cluster_checked: bool,
+    /// Said once that this node may not take the lease without an ID.
+    told_no_id: bool,
 }
 
 impl Etcd {
@@ -65,6 +76,9 @@ impl Etcd {
             ttl: opts.ttl,
             client: Client::builder(TokioExecutor::new()).build_http(),
             lease: None,
+            data_dir: opts.data_dir,
+            cluster_checked: false,
+            told_no_id: false,
         })
     }
 
@@ -114,6 +128,66 @@ impl Etcd {
         serde_json::from_slice(first).map_err(|e| {
             LeaseError::Protocol(format!("{path}: {e}: {:?}", String::from_utf8_lossy(first)))
         })
+    }
+
+    /// The cluster ID stored under `<key>/clusterid`, if any.
+    async fn lease_cluster_id(&mut self) -> Result<Option<String>, LeaseError> {
+        let key = base64::encode(format!("{}/clusterid", self.key).as_bytes());
+        let v = self.call("/v3/kv/range", json!({"key": key})).await?;
+        let Some(kv) = v["kvs"].as_array().and_then(|k| k.first()) else {
+            return Ok(None);
+        };
+        let raw = kv["value"].as_str().unwrap_or("");
+        let id = base64::decode(raw)
+            .ok_or_else(|| LeaseError::Protocol(format!("etcd value {raw:?} is not base64")))?;
+        let id = String::from_utf8_lossy(&id).trim().to_string();
+        Ok((!id.is_empty()).then_some(id))
+    }
+
+    /// Whether this node may take the lease (see `cluster_id::may_take_lease`).
+    async fn check_cluster_id(&mut self) -> Result<bool, LeaseError> {
+        if self.cluster_checked {
+            return Ok(true);
+        }
+        let theirs = self.lease_cluster_id().await?;
+        let may = cluster_id::may_take_lease(&self.data_dir, "etcd", &self.key, theirs.as_deref())
+            .map_err(|e| LeaseError::Fatal(e.to_string()))?;
+        if !may && !self.told_no_id {
+            self.told_no_id = true;
+            tracing::info!(lease_cluster_id = theirs.as_deref().unwrap_or(""),
+                "this node has no cluster ID and the lease has one: it follows the primary (and adopts the ID) before it may become primary");
+        }
+        self.cluster_checked = may && theirs.is_some();
+        Ok(may)
+    }
+
+    /// After winning: store this node's cluster ID under the key if none is
+    /// there yet (never over another's; one set by another node in
+    /// between keeps this one out).
+    async fn publish_cluster_id(&mut self) -> Result<(), LeaseError> {
+        if self.cluster_checked {
+            return Ok(());
+        }
+        let id =
+            cluster_id::ensure(&self.data_dir).map_err(|e| LeaseError::Fatal(e.to_string()))?;
+        let key = base64::encode(format!("{}/clusterid", self.key).as_bytes());
+        let txn = json!({
+            "compare": [{"key": key, "target": "CREATE", "create_revision": "0"}],
+            "success": [{"request_put": {"key": key, "value": base64::encode(id.as_bytes())}}],
+        });
+        self.call("/v3/kv/txn", txn).await?;
+        match self.lease_cluster_id().await? {
+            Some(t) if t == id => {
+                tracing::info!(cluster_id = %id, key = %self.key, "set cluster id on etcd lease");
+                self.cluster_checked = true;
+                Ok(())
+            }
+            other => Err(LeaseError::Fatal(format!(
+                "etcd lease {} was initialized with cluster ID {} while this node ({id}) took it",
+                self.key,
+                other.as_deref().unwrap_or("none")
+            ))),
+        }
     }
 
     /// The key's holder and the store's revision.
@@ -201,6 +275,13 @@ impl Backend for Etcd {
     }
 
     async fn acquire(&mut self, value: &PrimaryInfo) -> Result<Acquire, LeaseError> {
+        if !self.check_cluster_id().await? {
+            let o = self.range().await?;
+            return Ok(Acquire::Held {
+                primary: o.primary,
+                index: o.index,
+            });
+        }
         let granted = self
             .call("/v3/lease/grant", json!({"TTL": self.ttl.as_secs()}))
             .await?;
@@ -224,6 +305,10 @@ impl Backend for Etcd {
         };
         if res["succeeded"] == json!(true) {
             self.lease = Some(id);
+            if let Err(e) = self.publish_cluster_id().await {
+                let _ = self.release().await;
+                return Err(e);
+            }
             return Ok(Acquire::Won {
                 epoch: num(&res["header"]["revision"]),
             });
@@ -294,6 +379,7 @@ impl Backend for Etcd {
     }
 
     async fn observe(&mut self, index: u64, wait: Duration) -> Result<Observed, LeaseError> {
+        self.check_cluster_id().await?;
         if index > 0 {
             self.watch(index, wait).await?;
         }

@@ -97,10 +97,15 @@ impl Roles for StoreRoles {
     async fn step_up(&mut self, epoch: u64) -> Result<u64, String> {
         self.stop_following().await;
         let store = self.store.clone();
-        let epoch = tokio::task::spawn_blocking(move || store.begin_term_at(epoch))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("starting a primary term: {e}"))?;
+        let epoch = tokio::task::spawn_blocking(move || {
+            // Before any replica can connect: a LiteFS replica refuses a
+            // primary without a cluster ID.
+            crate::store::cluster_id::ensure(store.data_dir()).map_err(|e| e.to_string())?;
+            store.begin_term_at(epoch).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("starting a primary term: {e}"))?;
         self.store.set_primary(true);
         Ok(epoch)
     }

@@ -63,6 +63,8 @@ pub enum ClientError {
     Checkpoint(#[from] super::checkpoint::CheckpointError),
     #[error("{0}")]
     Io(#[from] io::Error),
+    #[error("{0}")]
+    ClusterId(#[from] crate::store::cluster_id::ClusterIdError),
 }
 
 /// Follows the primary until the task is aborted.
@@ -208,6 +210,12 @@ async fn connect(store: &Arc<Store>, opts: &ReplicaOptions) -> Result<Connected,
             body: String::from_utf8_lossy(&body).trim().to_string(),
         });
     }
+    // LiteFS's rule: adopt the primary's cluster ID, or refuse another one.
+    let cluster = resp
+        .headers()
+        .get(crate::store::cluster_id::HEADER_CLUSTER_ID)
+        .and_then(|v| v.to_str().ok());
+    crate::store::cluster_id::follow(store.data_dir(), cluster)?;
     // A primary that does not announce an epoch (LiteFS) is taken as is.
     if let Some(epoch) = resp
         .headers()
