@@ -15,47 +15,11 @@ mod common;
 
 use common::etcd::EtcdServer;
 
+use common::consul::ConsulServer;
 use common::node::{Config, Node};
 use common::sqlite3;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// The Consul test server on its own runtime, for as long as it lives.
-struct ConsulServer {
-    addr: String,
-    rt: Option<tokio::runtime::Runtime>,
-}
-
-impl ConsulServer {
-    fn start() -> ConsulServer {
-        ConsulServer::start_at("127.0.0.1:0")
-    }
-
-    /// A fresh (empty) server on `addr`.
-    fn start_at(addr: &str) -> ConsulServer {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let opts = consul_test_server::Options {
-            addr: addr.clone(),
-            token: None,
-        };
-        rt.spawn(consul_test_server::serve(listener, opts));
-        ConsulServer { addr, rt: Some(rt) }
-    }
-}
-
-impl Drop for ConsulServer {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-}
 
 struct Member {
     node: Node,

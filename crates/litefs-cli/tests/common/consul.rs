@@ -8,14 +8,18 @@ pub struct ConsulServer {
 
 impl ConsulServer {
     pub fn start() -> ConsulServer {
+        ConsulServer::start_at("127.0.0.1:0")
+    }
+
+    /// A fresh (empty) server on `addr` (a restarted server: the same
+    /// address, its state gone).
+    pub fn start_at(addr: &str) -> ConsulServer {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let opts = consul_test_server::Options {
             addr: addr.clone(),

@@ -35,6 +35,9 @@
 //!    step 10's roll-forward): apply the files again, fsync, remove the
 //!    marker. -> the marker is still there: the same files applied again
 //!    over a partly applied state give exactly their result.
+//!    A follower (a replica that is not a candidate) after an unclean
+//!    stop then removes every LTX file but the newest: it syncs nothing it
+//!    applies, so any of them may be torn. -> the same removals again.
 //! 9. Fast path after a clean shutdown: rewrite the `pos` hint without its
 //!    clean mark (temp + fsync + rename). -> the hint is old or new, both
 //!    valid; without the mark the next start checksums in full.
@@ -48,6 +51,13 @@
 //!
 //! The full database checksum is skipped when the previous shutdown was
 //! clean and nothing was left behind (see `PosHint`).
+//!
+//! A follower whose recovery fails at any step (a torn file, a database
+//! that matches no state of its log, no log at all) moves its log and side
+//! files into `replaced-<time>/` and starts at position 0, so the primary
+//! sends a snapshot (`follower.rs`). -> a start killed inside the move finds
+//! part of them moved: `ltx/` is made again at step 1 and the same failure
+//! (or an empty log) leads to the same resync.
 
 use std::fs::{self, File};
 use std::io::BufReader;
