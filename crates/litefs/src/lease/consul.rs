@@ -18,6 +18,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
 use super::base64::decode as base64_decode;
+use super::cluster_gate::ClusterGate;
 use super::{Acquire, Backend, LeaseError, Observed, PrimaryInfo};
 use crate::store::cluster_id;
 
@@ -49,9 +50,7 @@ pub struct Consul {
     data_dir: PathBuf,
     client: Client<HttpConnector, Full<Bytes>>,
     registered: bool,
-    cluster_checked: bool,
-    /// Said once that this node may not take the lease without an ID.
-    told_no_id: bool,
+    cluster: ClusterGate,
     /// The session holding the key while primary.
     session: Option<String>,
     /// A session kept between attempts on a free key that could not be
@@ -121,8 +120,7 @@ impl Consul {
             data_dir: opts.data_dir,
             client: Client::builder(TokioExecutor::new()).build_http(),
             registered: false,
-            cluster_checked: false,
-            told_no_id: false,
+            cluster: ClusterGate::default(),
             session: None,
             spare: None,
         })
@@ -281,28 +279,19 @@ impl Consul {
     /// primary's stream first, so an empty node never takes over a
     /// cluster's data).
     async fn check_cluster_id(&mut self) -> Result<bool, LeaseError> {
-        if self.cluster_checked {
+        if self.cluster.checked {
             return Ok(true);
         }
         let theirs = self.lease_cluster_id().await?;
-        let may =
-            cluster_id::may_take_lease(&self.data_dir, "consul", &self.key, theirs.as_deref())
-                .map_err(|e| LeaseError::Fatal(e.to_string()))?;
-        if !may && !self.told_no_id {
-            self.told_no_id = true;
-            tracing::info!(lease_cluster_id = theirs.as_deref().unwrap_or(""),
-                "this node has no cluster ID and the lease has one: it follows the primary (and adopts the ID) before it may become primary");
-        }
-        // Once both have the same one it cannot change.
-        self.cluster_checked = may && theirs.is_some();
-        Ok(may)
+        self.cluster
+            .admit(&self.data_dir, "consul", &self.key, theirs.as_deref())
     }
 
     /// After winning: store this node's cluster ID under the key if none is
     /// there yet, as LiteFS does (`cas=0`: never overwrite another's; an ID
     /// set by another node in between keeps this one out).
     async fn publish_cluster_id(&mut self) -> Result<(), LeaseError> {
-        if self.cluster_checked {
+        if self.cluster.checked {
             return Ok(());
         }
         let id =
@@ -312,7 +301,7 @@ impl Consul {
         match self.lease_cluster_id().await? {
             Some(t) if t == id => {
                 tracing::info!(cluster_id = %id, key = %self.key, "set cluster id on consul lease");
-                self.cluster_checked = true;
+                self.cluster.checked = true;
                 Ok(())
             }
             other => Err(LeaseError::Fatal(format!(

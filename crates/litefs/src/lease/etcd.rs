@@ -19,6 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
 use super::base64;
+use super::cluster_gate::ClusterGate;
 use super::{Acquire, Backend, LeaseError, Observed, PrimaryInfo};
 use crate::store::cluster_id;
 
@@ -44,10 +45,7 @@ pub struct Etcd {
     /// The lease holding the key while primary.
     lease: Option<String>,
     data_dir: PathBuf,
-    /// This node's cluster ID is the one under the key.
-    cluster_checked: bool,
-    /// Said once that this node may not take the lease without an ID.
-    told_no_id: bool,
+    cluster: ClusterGate,
 }
 
 impl Etcd {
@@ -77,8 +75,7 @@ impl Etcd {
             client: Client::builder(TokioExecutor::new()).build_http(),
             lease: None,
             data_dir: opts.data_dir,
-            cluster_checked: false,
-            told_no_id: false,
+            cluster: ClusterGate::default(),
         })
     }
 
@@ -146,26 +143,19 @@ impl Etcd {
 
     /// Whether this node may take the lease (see `cluster_id::may_take_lease`).
     async fn check_cluster_id(&mut self) -> Result<bool, LeaseError> {
-        if self.cluster_checked {
+        if self.cluster.checked {
             return Ok(true);
         }
         let theirs = self.lease_cluster_id().await?;
-        let may = cluster_id::may_take_lease(&self.data_dir, "etcd", &self.key, theirs.as_deref())
-            .map_err(|e| LeaseError::Fatal(e.to_string()))?;
-        if !may && !self.told_no_id {
-            self.told_no_id = true;
-            tracing::info!(lease_cluster_id = theirs.as_deref().unwrap_or(""),
-                "this node has no cluster ID and the lease has one: it follows the primary (and adopts the ID) before it may become primary");
-        }
-        self.cluster_checked = may && theirs.is_some();
-        Ok(may)
+        self.cluster
+            .admit(&self.data_dir, "etcd", &self.key, theirs.as_deref())
     }
 
     /// After winning: store this node's cluster ID under the key if none is
     /// there yet (never over another's; one set by another node in
     /// between keeps this one out).
     async fn publish_cluster_id(&mut self) -> Result<(), LeaseError> {
-        if self.cluster_checked {
+        if self.cluster.checked {
             return Ok(());
         }
         let id =
@@ -179,7 +169,7 @@ impl Etcd {
         match self.lease_cluster_id().await? {
             Some(t) if t == id => {
                 tracing::info!(cluster_id = %id, key = %self.key, "set cluster id on etcd lease");
-                self.cluster_checked = true;
+                self.cluster.checked = true;
                 Ok(())
             }
             other => Err(LeaseError::Fatal(format!(

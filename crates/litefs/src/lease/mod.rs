@@ -9,6 +9,7 @@
 //! state machine drives them the same way.
 
 mod base64;
+mod cluster_gate;
 pub mod consul;
 pub mod etcd;
 pub mod machine;
