@@ -145,7 +145,10 @@ fn recover_log(name: &str, dir: &Path, log: &LtxLog, opts: &RecoverOptions) -> R
     // torn files are not this moment's alone (it syncs nothing it applies:
     // they fail verification below and it resyncs). Set aside, not
     // removed, until the database proves it never committed.
-    let unclean = !PosHint::read(&dir.join("pos")).is_some_and(|h| h.clean);
+    // Nothing below rewrites the hint before step 9, which reads it too.
+    let hint_path = dir.join("pos");
+    let hint = PosHint::read(&hint_path);
+    let unclean = !hint.is_some_and(|h| h.clean);
     let torn = if unclean && !opts.follower {
         log.set_aside_torn_newest()?
     } else {
@@ -275,7 +278,7 @@ fn recover_log(name: &str, dir: &Path, log: &LtxLog, opts: &RecoverOptions) -> R
         return finish_dropped(name, dir, Pos::new(h.max_txid, t.post_apply_checksum), opts);
     }
 
-    if opts.follower && !PosHint::read(&dir.join("pos")).is_some_and(|h| h.clean) {
+    if opts.follower && unclean {
         // After an unclean stop any file of a follower's log may be torn
         // (it syncs nothing it applies) and only the newest is verified:
         // the older ones go, once an interrupted apply is finished (the
@@ -290,8 +293,6 @@ fn recover_log(name: &str, dir: &Path, log: &LtxLog, opts: &RecoverOptions) -> R
         }
     }
 
-    let hint_path = dir.join("pos");
-    let hint = PosHint::read(&hint_path);
     let db_len = fs::metadata(&db_path).at(&db_path)?.len();
     let page_size = read_page_size(&db_path)?;
 
